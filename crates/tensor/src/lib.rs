@@ -25,11 +25,27 @@
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
+mod broadcast;
+mod conv;
+mod elementwise;
 mod error;
+mod linalg;
+mod pool;
+mod reduce;
 pub mod rng;
+mod shape;
+mod softmax;
 mod tensor;
 
+pub use broadcast::broadcast_shapes;
+pub use conv::{
+    Conv2dGeometry, Padding, Pool2dGeometry, col2im, conv2d, conv2d_backward_input,
+    conv2d_backward_kernel, im2col,
+};
+pub use elementwise::erf;
 pub use error::{Result, TensorError};
+pub use linalg::gemm;
+pub use pool::{avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward};
 pub use rng::Rng;
 pub use tensor::Tensor;
 

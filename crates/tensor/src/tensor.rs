@@ -25,7 +25,7 @@ use crate::rng::Rng;
 /// ```
 #[derive(Clone, PartialEq)]
 pub struct Tensor {
-    data: ArcArray<f32, IxDyn>,
+    pub(crate) data: ArcArray<f32, IxDyn>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -42,7 +42,9 @@ impl std::fmt::Display for Tensor {
 
 impl From<ArrayD<f32>> for Tensor {
     fn from(a: ArrayD<f32>) -> Self {
-        Tensor { data: a.into_shared() }
+        Tensor {
+            data: a.into_shared(),
+        }
     }
 }
 
@@ -60,6 +62,12 @@ impl From<f32> for Tensor {
 
 impl Tensor {
     // ------------------------------------------------------------------ creation
+
+    /// A contiguous tensor from row-major `values` whose length the caller has checked.
+    pub(crate) fn from_parts(values: Vec<f32>, shape: &[usize]) -> Tensor {
+        debug_assert_eq!(values.len(), shape.iter().product::<usize>());
+        Tensor::from(ArrayD::from_shape_vec(IxDyn(shape), values).expect("length matches shape"))
+    }
 
     /// A tensor of the given shape filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Tensor {
@@ -311,7 +319,10 @@ mod tests {
             Tensor::arange(1.0, 2.0, 0.25).unwrap().to_vec(),
             vec![1.0, 1.25, 1.5, 1.75]
         );
-        assert_eq!(Tensor::arange(3.0, 0.0, -1.5).unwrap().to_vec(), vec![3.0, 1.5]);
+        assert_eq!(
+            Tensor::arange(3.0, 0.0, -1.5).unwrap().to_vec(),
+            vec![3.0, 1.5]
+        );
         assert!(Tensor::arange(5.0, 0.0, 1.0).unwrap().is_empty());
         assert!(Tensor::arange(0.0, 1.0, 0.0).is_err());
     }

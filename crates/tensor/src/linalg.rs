@@ -1,0 +1,373 @@
+//! Matrix products through [`matrixmultiply::sgemm`], which takes arbitrary strides: transposed
+//! and sliced views are multiplied in place, without copies.
+
+use ndarray::{ArrayViewD, IxDyn};
+
+use crate::broadcast::broadcast_shapes_for;
+use crate::error::{Result, TensorError};
+use crate::tensor::Tensor;
+
+/// A read-only strided matrix: a pointer to element `[0, 0]` and its row and column strides.
+#[derive(Clone, Copy, Debug)]
+struct MatPtr {
+    ptr: *const f32,
+    rs: isize,
+    cs: isize,
+}
+
+/// `C <- alpha A B + beta C` for an `m x k` A, `k x n` B and `m x n` C.
+///
+/// # Safety
+/// Every element `a.ptr + i*a.rs + p*a.cs` (`i < m`, `p < k`) must be readable, likewise for B,
+/// and every `c + i*rsc + j*csc` writable, distinct for distinct `(i, j)`, and not aliasing A or B.
+unsafe fn sgemm(
+    (m, k, n): (usize, usize, usize),
+    alpha: f32,
+    a: MatPtr,
+    b: MatPtr,
+    beta: f32,
+    c: *mut f32,
+    (rsc, csc): (isize, isize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: forwarded from this function's contract; matrixmultiply accepts any strides for A
+    // and B, and with k == 0 it only scales C by beta.
+    unsafe {
+        matrixmultiply::sgemm(
+            m, k, n, alpha, a.ptr, a.rs, a.cs, b.ptr, b.rs, b.cs, beta, c, rsc, csc,
+        );
+    }
+}
+
+fn matmul_error(a: &Tensor, b: &Tensor, reason: String) -> TensorError {
+    TensorError::IncompatibleShapes {
+        op: "matmul",
+        lhs: a.shape().to_vec(),
+        rhs: b.shape().to_vec(),
+        reason,
+    }
+}
+
+impl Tensor {
+    /// Matrix product with NumPy's `matmul` semantics: `out[..., i, j] = sum_p a[..., i, p] b[..., p, j]`.
+    ///
+    /// Shapes: `[m, k] @ [k, n] -> [m, n]`; batched `[..., m, k] @ [..., k, n] -> [..., m, n]` where
+    /// the batch axes broadcast (a batch of 1, or a missing batch, is shared: `[b, m, k] @ [k, n]`
+    /// multiplies every batch by the same matrix). A 1-D left operand is a row vector and a 1-D right
+    /// operand a column vector, whose added axis is removed from the result. Zero-length axes
+    /// give empty or zero results.
+    ///
+    /// Every product goes through `matrixmultiply::sgemm` with the operands' strides, so
+    /// [`transpose`](Tensor::transpose) / [`permute`](Tensor::permute) / slice views are not copied.
+    ///
+    /// ```
+    /// use gradus_tensor::Tensor;
+    ///
+    /// let a = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+    /// let b = Tensor::ones(&[3, 1]);
+    /// assert_eq!(a.matmul(&b)?.to_vec(), vec![6.0, 15.0]);
+    /// // a^T a, with the transpose as a strided view:
+    /// assert_eq!(a.transpose()?.matmul(&a)?.shape(), &[3, 3]);
+    /// # Ok::<(), gradus_tensor::TensorError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TensorError::IncompatibleShapes`] naming both shapes when either is rank 0, the inner
+    /// lengths differ, or the batch axes do not broadcast.
+    pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
+        if self.ndim() == 0 || other.ndim() == 0 {
+            return Err(matmul_error(
+                self,
+                other,
+                "operands must have rank >= 1".to_string(),
+            ));
+        }
+        let a = if self.ndim() == 1 {
+            self.expand_dims(0)?
+        } else {
+            self.clone()
+        };
+        let b = if other.ndim() == 1 {
+            other.expand_dims(-1)?
+        } else {
+            other.clone()
+        };
+        let (ra, rb) = (a.ndim(), b.ndim());
+        let (m, k) = (a.shape()[ra - 2], a.shape()[ra - 1]);
+        let (k2, n) = (b.shape()[rb - 2], b.shape()[rb - 1]);
+        if k != k2 {
+            return Err(matmul_error(
+                self,
+                other,
+                format!("the inner lengths differ ({k} vs {k2})"),
+            ));
+        }
+        let batch = broadcast_shapes_for("matmul", &a.shape()[..ra - 2], &b.shape()[..rb - 2])
+            .map_err(|_| {
+                matmul_error(self, other, "the batch axes do not broadcast".to_string())
+            })?;
+        let with = |tail: [usize; 2]| -> Vec<usize> { batch.iter().copied().chain(tail).collect() };
+        let av = a
+            .data
+            .broadcast(IxDyn(&with([m, k])))
+            .expect("batch shape checked");
+        let bv = b
+            .data
+            .broadcast(IxDyn(&with([k, n])))
+            .expect("batch shape checked");
+        let mut out = vec![0.0f32; batch.iter().product::<usize>() * m * n];
+        batched_gemm(&av, &bv, &batch, (m, k, n), &mut out);
+        let mut shape = with([m, n]);
+        if other.ndim() == 1 {
+            shape.pop();
+        }
+        if self.ndim() == 1 {
+            let at = shape.len() - if other.ndim() == 1 { 1 } else { 2 };
+            shape.remove(at);
+        }
+        Ok(Tensor::from_parts(out, &shape))
+    }
+
+    /// [`matmul`](Tensor::matmul) of the operands, each optionally with its last two axes swapped
+    /// first (as strided views, never copied): `op(a) @ op(b)`.
+    ///
+    /// ```
+    /// use gradus_tensor::Tensor;
+    ///
+    /// let x = Tensor::ones(&[32, 784]);
+    /// let dy = Tensor::ones(&[32, 128]);
+    /// // The Dense kernel gradient x^T @ dy:
+    /// assert_eq!(x.matmul_t(&dy, true, false)?.shape(), &[784, 128]);
+    /// # Ok::<(), gradus_tensor::TensorError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TensorError::Rank`] when a transposed operand has rank below 2; otherwise as `matmul`.
+    pub fn matmul_t(&self, other: &Tensor, transpose_a: bool, transpose_b: bool) -> Result<Tensor> {
+        let a = if transpose_a {
+            self.transpose()?
+        } else {
+            self.clone()
+        };
+        let b = if transpose_b {
+            other.transpose()?
+        } else {
+            other.clone()
+        };
+        a.matmul(&b)
+    }
+}
+
+/// For each batch index, `out[batch] = a[batch] @ b[batch]` (`out` contiguous, zeroed).
+fn batched_gemm(
+    a: &ArrayViewD<'_, f32>,
+    b: &ArrayViewD<'_, f32>,
+    batch: &[usize],
+    (m, k, n): (usize, usize, usize),
+    out: &mut [f32],
+) {
+    if m * n == 0 || k == 0 {
+        return; // `out` is empty, or every product is an empty sum: zero.
+    }
+    let nb = batch.len();
+    let (sa, sb) = (a.strides(), b.strides());
+    let mut idx = vec![0usize; nb];
+    for c in out.chunks_exact_mut(m * n) {
+        let off = |s: &[isize]| -> isize { idx.iter().zip(s).map(|(&i, &s)| i as isize * s).sum() };
+        // SAFETY: `idx` is a valid batch index of both broadcast views, so the offsets stay
+        // inside their buffers and every matrix element reached through the strides is one of
+        // the views' elements; `c` is a distinct contiguous m x n block of `out`.
+        unsafe {
+            let am = MatPtr {
+                ptr: a.as_ptr().offset(off(sa)),
+                rs: sa[nb],
+                cs: sa[nb + 1],
+            };
+            let bm = MatPtr {
+                ptr: b.as_ptr().offset(off(sb)),
+                rs: sb[nb],
+                cs: sb[nb + 1],
+            };
+            sgemm((m, k, n), 1.0, am, bm, 0.0, c.as_mut_ptr(), (n as isize, 1));
+        }
+        // Odometer increment of the batch index.
+        for d in (0..nb).rev() {
+            idx[d] += 1;
+            if idx[d] < batch[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// General matrix multiply into an existing buffer: `C <- alpha A B + beta C`.
+///
+/// Shapes: `a` is `[m, k]`, `b` is `[k, n]`, `c` is `[m, n]`; all three may be strided views
+/// (a transposed operand is not copied). `c` is written in place (its buffer is first made unique
+/// if it is shared with clones, as [`Tensor::as_slice_mut`] does). With `beta == 0` the old
+/// contents of `c` are ignored, NaNs included.
+///
+/// ```
+/// use gradus_tensor::{gemm, Tensor};
+///
+/// let a = Tensor::ones(&[2, 3]);
+/// let b = Tensor::ones(&[3, 2]);
+/// let mut c = Tensor::ones(&[2, 2]);
+/// gemm(2.0, &a, &b, 1.0, &mut c)?; // c = 2 * 3 + 1
+/// assert_eq!(c.to_vec(), vec![7.0; 4]);
+/// # Ok::<(), gradus_tensor::TensorError>(())
+/// ```
+///
+/// # Errors
+/// [`TensorError::Rank`] when an operand is not 2-D; [`TensorError::IncompatibleShapes`] naming
+/// the shapes when the inner lengths differ or `c` is not `[m, n]`.
+pub fn gemm(alpha: f32, a: &Tensor, b: &Tensor, beta: f32, c: &mut Tensor) -> Result<()> {
+    for t in [a, b, &*c] {
+        if t.ndim() != 2 {
+            return Err(TensorError::Rank {
+                op: "gemm",
+                expected: "2-D operands",
+                got: t.shape().to_vec(),
+            });
+        }
+    }
+    let (m, k) = (a.shape()[0], a.shape()[1]);
+    let (k2, n) = (b.shape()[0], b.shape()[1]);
+    if k != k2 {
+        return Err(TensorError::IncompatibleShapes {
+            op: "gemm",
+            lhs: a.shape().to_vec(),
+            rhs: b.shape().to_vec(),
+            reason: format!("the inner lengths differ ({k} vs {k2})"),
+        });
+    }
+    if c.shape() != [m, n] {
+        return Err(TensorError::IncompatibleShapes {
+            op: "gemm",
+            lhs: c.shape().to_vec(),
+            rhs: vec![m, n],
+            reason: "the output must have the shape of A B".to_string(),
+        });
+    }
+    let (sa, sb) = (a.data.strides(), b.data.strides());
+    let am = MatPtr {
+        ptr: a.data.as_ptr(),
+        rs: sa[0],
+        cs: sa[1],
+    };
+    let bm = MatPtr {
+        ptr: b.data.as_ptr(),
+        rs: sb[0],
+        cs: sb[1],
+    };
+    // `view_mut` makes the buffer unique (copy on write), so C aliases neither A nor B, and an
+    // owned array never has overlapping elements.
+    let mut cv = c.data.view_mut();
+    let (rsc, csc) = (cv.strides()[0], cv.strides()[1]);
+    // SAFETY: the pointers and strides come from live arrays of the checked shapes; C is unique.
+    unsafe {
+        sgemm((m, k, n), alpha, am, bm, beta, cv.as_mut_ptr(), (rsc, csc));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Rng;
+
+    fn naive(a: &Tensor, b: &Tensor) -> Vec<f32> {
+        let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+        let mut out = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                for p in 0..k {
+                    s += a.get(&[i, p]).unwrap() as f64 * b.get(&[p, j]).unwrap() as f64;
+                }
+                out[i * n + j] = s as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_naive_with_transposed_views() {
+        let mut rng = Rng::seed_from_u64(1);
+        let a = Tensor::rand_uniform(&[17, 5], -1.0, 1.0, &mut rng);
+        let b = Tensor::rand_uniform(&[7, 5], -1.0, 1.0, &mut rng);
+        let bt = b.transpose().unwrap();
+        let got = a.matmul(&bt).unwrap();
+        let want = Tensor::from_vec(naive(&a, &bt), &[17, 7]).unwrap();
+        assert!(got.allclose(&want, 1e-5, 1e-6));
+        assert!(
+            a.matmul_t(&b, false, true)
+                .unwrap()
+                .allclose(&want, 1e-5, 1e-6)
+        );
+    }
+
+    #[test]
+    fn vectors_and_batches() {
+        let a = Tensor::arange(0.0, 6.0, 1.0)
+            .unwrap()
+            .reshape(&[2, 3])
+            .unwrap();
+        let v = Tensor::from_vec(vec![1.0, 1.0, 1.0], &[3]).unwrap();
+        assert_eq!(a.matmul(&v).unwrap().to_vec(), vec![3.0, 12.0]);
+        let w = Tensor::from_vec(vec![1.0, 1.0], &[2]).unwrap();
+        assert_eq!(w.matmul(&a).unwrap().to_vec(), vec![3.0, 5.0, 7.0]);
+        assert_eq!(v.matmul(&v).unwrap().shape(), &[] as &[usize]);
+        let batch = Tensor::stack(&[&a, &a.mul_scalar(2.0)], 0).unwrap();
+        let r = batch.matmul(&a.transpose().unwrap()).unwrap();
+        assert_eq!(r.shape(), &[2, 2, 2]);
+        assert_eq!(
+            r.index_axis(0, 1).unwrap().to_vec(),
+            vec![10.0, 28.0, 28.0, 100.0]
+        );
+        assert_eq!(batch.matmul(&v).unwrap().shape(), &[2, 2]);
+        assert!(a.matmul(&a).is_err());
+        assert!(Tensor::scalar(1.0).matmul(&a).is_err());
+        let e = Tensor::zeros(&[2, 2, 3])
+            .matmul(&Tensor::zeros(&[3, 3, 1]))
+            .unwrap_err();
+        assert!(e.to_string().contains("[2, 2, 3]") && e.to_string().contains("[3, 3, 1]"));
+    }
+
+    #[test]
+    fn zero_sizes() {
+        assert_eq!(
+            Tensor::zeros(&[0, 3])
+                .matmul(&Tensor::ones(&[3, 4]))
+                .unwrap()
+                .shape(),
+            &[0, 4]
+        );
+        let z = Tensor::ones(&[2, 0])
+            .matmul(&Tensor::ones(&[0, 4]))
+            .unwrap();
+        assert_eq!(z.to_vec(), vec![0.0; 8]);
+    }
+
+    #[test]
+    fn gemm_accumulates_and_ignores_nan_with_zero_beta() {
+        let a = Tensor::arange(0.0, 6.0, 1.0)
+            .unwrap()
+            .reshape(&[2, 3])
+            .unwrap();
+        let mut c = Tensor::full(&[3, 3], f32::NAN);
+        gemm(1.0, &a.transpose().unwrap(), &a, 0.0, &mut c).unwrap();
+        let want = naive(&a.transpose().unwrap(), &a);
+        assert_eq!(c.to_vec(), want);
+        let shared = c.clone();
+        gemm(1.0, &a.transpose().unwrap(), &a, -1.0, &mut c).unwrap();
+        assert_eq!(c.to_vec(), vec![0.0; 9]);
+        assert_eq!(shared.to_vec(), want, "the clone must not see the write");
+        assert!(gemm(1.0, &a, &a, 0.0, &mut c).is_err());
+        let mut bad = Tensor::zeros(&[2, 2]);
+        assert!(gemm(1.0, &a.transpose().unwrap(), &a, 0.0, &mut bad).is_err());
+    }
+}
