@@ -290,9 +290,14 @@ fn dropout_with_a_fixed_mask() {
     check(&x, |v| v[0].dropout(0.4, false, &mut Rng::seed_from_u64(5)));
 }
 
+/// Input shape, kernel shape, strides, padding.
+type ConvCase = (&'static [usize], &'static [usize], (usize, usize), Padding);
+/// Input shape, pool, strides, padding.
+type PoolCase = (&'static [usize], (usize, usize), (usize, usize), Padding);
+
 #[test]
 fn conv2d_geometries() {
-    let cases: &[(&[usize], &[usize], (usize, usize), Padding)] = &[
+    let cases: &[ConvCase] = &[
         (&[2, 5, 5, 2], &[3, 3, 2, 3], (1, 1), Padding::Valid),
         (&[1, 5, 6, 2], &[3, 2, 2, 2], (1, 1), Padding::Same),
         (&[2, 6, 5, 1], &[2, 3, 1, 2], (2, 2), Padding::Same),
@@ -307,7 +312,7 @@ fn conv2d_geometries() {
 
 #[test]
 fn pooling() {
-    let cases: &[(&[usize], (usize, usize), (usize, usize), Padding)] = &[
+    let cases: &[PoolCase] = &[
         (&[2, 4, 4, 2], (2, 2), (2, 2), Padding::Valid),
         (&[1, 5, 5, 1], (3, 3), (2, 2), Padding::Same),
         (&[1, 5, 4, 2], (2, 3), (1, 1), Padding::Valid),
