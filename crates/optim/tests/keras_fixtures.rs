@@ -1,0 +1,205 @@
+//! Replays the Keras 3.15 reference numbers in `tests/fixtures/` (made by
+//! `shared/reference/make_keras_fixtures.py`, TensorFlow backend, float32): every optimizer case
+//! (trajectories, the learning rate before each step, final iterations and optimizer variables
+//! by name and order) and every schedule value.
+//!
+//! Error measure: `|ours - keras| / max(|keras|, FLOOR)`. The floor only matters for values that
+//! are ~0: there float32 cancellation leaves an absolute residue of a few ulps of the operands'
+//! magnitude (~1e-7 for operands of order 1), which no relative measure can bound. Values
+//! above the floor are held to a purely relative bound.
+
+use gradus_optim::schedules::{LearningRateSchedule, Schedule};
+use gradus_optim::{NamedParam, Optimizer, OptimizerConfig};
+use serde_json::{Value, json};
+
+/// Optimizer values and slots are O(0.1..1); below 1e-2 the measure becomes absolute (1e-7).
+const OPT_FLOOR: f64 = 1e-2;
+const OPT_TOL: f64 = 1e-5;
+/// Schedules go down to ~1e-4 (end learning rates) but reach exactly 0 at the end of a cosine
+/// decay with alpha = 0, where the f32 `cos` near -1 leaves an absolute residue ~1e-9.
+const SCHED_FLOOR: f64 = 1e-4;
+const SCHED_TOL: f64 = 1e-6;
+
+const SHARED: [&str; 9] = [
+    "weight_decay",
+    "clipnorm",
+    "clipvalue",
+    "global_clipnorm",
+    "use_ema",
+    "ema_momentum",
+    "ema_overwrite_frequency",
+    "loss_scale_factor",
+    "gradient_accumulation_steps",
+];
+
+fn load(name: &str) -> Vec<Value> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let v: Value = serde_json::from_str(&text).expect("fixture is JSON");
+    v["cases"].as_array().expect("cases").clone()
+}
+
+fn flat(v: &Value, out: &mut Vec<f64>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| flat(x, out)),
+        x => out.push(x.as_f64().expect("number")),
+    }
+}
+
+fn flatten(v: &Value) -> Vec<f64> {
+    let mut out = Vec::new();
+    flat(v, &mut out);
+    out
+}
+
+fn rel_err(ours: f32, keras: f64, floor: f64) -> f64 {
+    (f64::from(ours) - keras).abs() / keras.abs().max(floor)
+}
+
+fn max_err(ours: &[f32], keras: &[f64], floor: f64) -> f64 {
+    assert_eq!(ours.len(), keras.len(), "lengths differ");
+    ours.iter()
+        .zip(keras)
+        .map(|(&o, &k)| rel_err(o, k, floor))
+        .fold(0.0, f64::max)
+}
+
+/// The fixture's Keras kwargs as an `OptimizerConfig`.
+fn config_of(class: &str, kwargs: &Value) -> OptimizerConfig {
+    let mut rule = serde_json::Map::new();
+    let mut options = serde_json::Map::new();
+    let mut learning_rate = None;
+    for (k, v) in kwargs.as_object().expect("config object") {
+        if k == "learning_rate" {
+            learning_rate = Some(match v {
+                Value::Object(o) => json!({"class_name": o["schedule"], "config": o["config"]}),
+                x => x.clone(),
+            });
+        } else if SHARED.contains(&k.as_str()) {
+            options.insert(k.clone(), v.clone());
+        } else {
+            rule.insert(k.clone(), v.clone());
+        }
+    }
+    if class == "AdamW" && !options.contains_key("weight_decay") {
+        options.insert("weight_decay".into(), json!(0.004));
+    }
+    let default_lr = gradus_optim::Rule::from_name(class)
+        .expect("known class")
+        .default_learning_rate();
+    let config = json!({
+        "rule": {"class_name": class, "config": rule},
+        "learning_rate": learning_rate.unwrap_or(json!(default_lr)),
+        "options": options,
+    });
+    serde_json::from_value(config).expect("valid config")
+}
+
+#[test]
+fn every_optimizer_case_matches_keras() {
+    let cases = load("optimizers.json");
+    assert!(cases.len() >= 27, "all cases present");
+    let mut worst = 0.0_f64;
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let class = case["optimizer"].as_str().unwrap();
+        let mut opt = Optimizer::from_config(config_of(class, &case["config"]))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let vars = case["variables"].as_array().unwrap();
+        let keys: Vec<String> = vars
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().into())
+            .collect();
+        let shapes: Vec<Vec<usize>> = vars
+            .iter()
+            .map(|v| flatten(&v["shape"]).iter().map(|&d| d as usize).collect())
+            .collect();
+        let mut values: Vec<Vec<f32>> = vars
+            .iter()
+            .map(|v| flatten(&v["initial"]).iter().map(|&x| x as f32).collect())
+            .collect();
+        let mut case_err = 0.0_f64;
+        let lrs = flatten(&case["learning_rate_before_step"]);
+        for (s, grads) in case["gradients"].as_array().unwrap().iter().enumerate() {
+            let lr_err = rel_err(opt.learning_rate(), lrs[s], SCHED_FLOOR);
+            assert!(
+                lr_err <= SCHED_TOL,
+                "{name} step {s}: learning rate error {lr_err:e}"
+            );
+            let grads: Vec<Vec<f32>> = grads
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| flatten(g).iter().map(|&x| x as f32).collect())
+                .collect();
+            let pairs: Vec<(&Vec<f32>, NamedParam<'_>)> = grads
+                .iter()
+                .zip(values.iter_mut())
+                .zip(keys.iter().zip(&shapes))
+                .map(|((g, v), (k, shape))| {
+                    (g, NamedParam::with_shape(k.as_str(), shape, v).unwrap())
+                })
+                .collect();
+            opt.apply_gradients(pairs)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let after = case["after_step"][s].as_array().unwrap();
+            for (v, keras) in values.iter().zip(after) {
+                let err = max_err(v, &flatten(keras), OPT_FLOOR);
+                case_err = case_err.max(err);
+                assert!(err <= OPT_TOL, "{name} step {s}: variable error {err:e}");
+            }
+        }
+        assert_eq!(
+            opt.iterations(),
+            case["iterations"].as_u64().unwrap(),
+            "{name}"
+        );
+        let ours = opt.variables();
+        let keras = case["optimizer_variables"].as_array().unwrap();
+        let names: Vec<&str> = ours.iter().map(|v| v.name.as_str()).collect();
+        let keras_names: Vec<&str> = keras.iter().map(|v| v["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names, keras_names,
+            "{name}: optimizer variable names and order"
+        );
+        for (o, k) in ours.iter().zip(keras) {
+            let err = max_err(&o.values, &flatten(&k["value"]), OPT_FLOOR);
+            case_err = case_err.max(err);
+            assert!(
+                err <= OPT_TOL,
+                "{name}: optimizer variable {} error {err:e}",
+                o.name
+            );
+        }
+        eprintln!("{name:28} max error {case_err:.2e}");
+        worst = worst.max(case_err);
+    }
+    eprintln!("all optimizer cases: max error {worst:.2e}");
+}
+
+#[test]
+fn every_schedule_case_matches_keras() {
+    let mut worst = 0.0_f64;
+    for case in load("schedules.json") {
+        let class = case["schedule"].as_str().unwrap();
+        let schedule: Schedule =
+            serde_json::from_value(json!({"class_name": class, "config": case["config"]}))
+                .unwrap_or_else(|e| panic!("{class}: {e}"));
+        schedule.validate().unwrap();
+        let steps = flatten(&case["steps"]);
+        let expected = flatten(&case["learning_rate"]);
+        let mut case_err = 0.0_f64;
+        for (&s, &e) in steps.iter().zip(&expected) {
+            let err = rel_err(schedule.learning_rate(s as u64), e, SCHED_FLOOR);
+            assert!(
+                err <= SCHED_TOL,
+                "{class} {}: step {s}: error {err:e}",
+                case["config"]
+            );
+            case_err = case_err.max(err);
+        }
+        eprintln!("{class:24} {} max error {case_err:.2e}", case["config"]);
+        worst = worst.max(case_err);
+    }
+    eprintln!("all schedule cases: max error {worst:.2e}");
+}
