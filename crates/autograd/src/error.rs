@@ -60,6 +60,10 @@ pub enum AutogradError {
         /// The shape of the value given.
         got: Vec<usize>,
     },
+    /// The optimizer refused the update (an invalid option, a NaN gradient it checks, ...).
+    #[cfg(feature = "optim")]
+    #[error(transparent)]
+    Optim(#[from] gradus_optim::OptimError),
     /// An argument out of its domain (a dropout rate of 1, a label out of range, ...).
     #[error("{op}: {message}")]
     InvalidArgument {

@@ -15,6 +15,8 @@
 //!   path for training and inference. [`Var::custom`] is the extension point for fused
 //!   operations with hand-written backward rules.
 //! - [`gradcheck`]: finite-difference checks for any differentiable function.
+//! - With the default cargo feature `optim`: [`Variable`] implements `gradus_optim::Param`, and
+//!   [`apply_gradients`] hands a tape's gradients to a `gradus_optim::Optimizer`.
 //!
 //! ## Quick start
 //!
@@ -54,11 +56,15 @@
 mod error;
 pub mod gradcheck;
 mod ops;
+#[cfg(feature = "optim")]
+mod optim;
 mod tape;
 mod var;
 mod variable;
 
 pub use error::{AutogradError, Result};
+#[cfg(feature = "optim")]
+pub use optim::apply_gradients;
 pub use tape::Tape;
 pub use var::Var;
 pub use variable::{Variable, VariableId};
