@@ -27,6 +27,6 @@ pub use gradus_tensor as tensor;
 
 /// The names a Keras user reaches for first.
 pub mod prelude {
-    pub use gradus_tensor::{Rng, Tensor};
     pub use gradus_autograd::{Tape, Var, Variable};
+    pub use gradus_tensor::{Rng, Tensor};
 }
