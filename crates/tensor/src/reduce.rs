@@ -42,6 +42,9 @@ enum Kind {
 /// Reduces the middle axis of a contiguous `[outer, r, inner]` block.
 fn reduce_block(x: &[f32], outer: usize, r: usize, inner: usize, kind: Kind) -> Vec<f32> {
     let mut out = Vec::with_capacity(outer * inner);
+    if outer * inner == 0 {
+        return out;
+    }
     if r == 0 {
         let fill = match kind {
             Kind::Sum => 0.0,
@@ -480,6 +483,9 @@ mod tests {
         );
         assert_eq!(e.max_axis(1, false).unwrap().shape(), &[0]);
         assert!(e.argmax(0).is_err());
+        let z = Tensor::zeros(&[2, 3, 0]);
+        assert_eq!(z.sum_axis(1, false).unwrap().shape(), &[2, 0]);
+        assert_eq!(z.max_axes(&[0, 1], true).unwrap().shape(), &[1, 1, 0]);
         assert_eq!(e.argmax(1).unwrap().shape(), &[0]);
     }
 
