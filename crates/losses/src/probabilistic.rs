@@ -1,0 +1,470 @@
+//! Probabilistic losses: binary, categorical and sparse categorical cross-entropy, and the
+//! Kullback-Leibler divergence.
+//!
+//! From probabilities, predictions are clipped to `[EPSILON, 1 - EPSILON]` exactly as Keras
+//! (TensorFlow's `clip_by_value`, whose gradient passes where `EPSILON <= p <= 1 - EPSILON`,
+//! boundaries included, and is 0 outside). From logits, a fused stable form is used (softmax or
+//! sigmoid and the cross-entropy in one kernel, with the gradient `p - y`).
+
+use gradus_autograd::Var;
+use gradus_tensor::Tensor;
+
+use crate::error::{LossError, Result};
+use crate::kernel::{mean_of_elements, per_row};
+use crate::loss::{Loss, LossConfig, align, align_same_shape, check_label_smoothing, loss_common};
+use crate::reduction::{Reduction, reshaped};
+
+/// Keras' `backend.epsilon()`: the clipping margin of probabilities.
+pub const EPSILON: f32 = 1e-7;
+
+/// The upper clipping bound `1 - EPSILON`, rounded to f32 as TensorFlow does (`1 - 2^-23`).
+const ONE_MINUS_EPSILON: f32 = 1.0 - EPSILON;
+
+/// `p` clipped to `[lo, hi]` and whether the clip lets the gradient through (`lo <= p <= hi`).
+fn clip(p: f32, lo: f32, hi: f32) -> (f32, bool) {
+    (p.clamp(lo, hi), (lo..=hi).contains(&p))
+}
+
+/// `1 / (1 + e^-x)` without overflow.
+fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// `(max, sum_c e^(x_c - max))` of a row, for a stable log-sum-exp.
+fn max_and_sum_exp(x: &[f32]) -> (f64, f64) {
+    let m = x
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+    (m, x.iter().map(|&v| (f64::from(v) - m).exp()).sum())
+}
+
+/// Binary cross-entropy (Keras' `BinaryCrossentropy`, `"binary_crossentropy"`), averaged over
+/// the last axis.
+///
+/// With labels `z` (smoothed to `z (1 - s) + s / 2` when `label_smoothing = s > 0`), per element:
+/// - from probabilities (default): `u = clip(p, EPSILON, 1 - EPSILON)`,
+///   `-(z ln u + (1 - z) ln(1 - u))`; gradient `(u - z) / (u (1 - u))` inside the clip range,
+///   0 outside;
+/// - from logits `x`: the stable `max(x, 0) - x z + ln(1 + e^-|x|)`; gradient `sigmoid(x) - z`.
+///
+/// Per sample the mean over the last axis (gradients divided by `C`).
+///
+/// Shapes: `y_true` and `y_pred` both `[..., C]` (or `[batch]` against `[batch, 1]`); per-sample
+/// output `[...]`.
+///
+/// # Errors
+/// [`LossError::ShapeMismatch`] naming both shapes, [`LossError::NonFinite`], and
+/// [`LossError::InvalidConfig`] for a label smoothing outside `[0, 1]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BinaryCrossentropy {
+    name: String,
+    reduction: Reduction,
+    from_logits: bool,
+    label_smoothing: f32,
+}
+
+impl BinaryCrossentropy {
+    /// Keras' defaults: from probabilities, no label smoothing, name `"binary_crossentropy"`.
+    pub fn new() -> Self {
+        BinaryCrossentropy {
+            name: "binary_crossentropy".into(),
+            reduction: Reduction::default(),
+            from_logits: false,
+            label_smoothing: 0.0,
+        }
+    }
+
+    /// Whether `y_pred` holds logits (default false: probabilities).
+    pub fn from_logits(mut self, from_logits: bool) -> Self {
+        self.from_logits = from_logits;
+        self
+    }
+
+    /// Label smoothing `s` in `[0, 1]` (default 0): labels become `z (1 - s) + s / 2`.
+    pub fn label_smoothing(mut self, smoothing: f32) -> Self {
+        self.label_smoothing = smoothing;
+        self
+    }
+}
+
+loss_common!(BinaryCrossentropy, "binary_crossentropy");
+
+impl Loss for BinaryCrossentropy {
+    fn per_sample<'t>(&self, y_true: &Tensor, y_pred: &Var<'t>) -> Result<Var<'t>> {
+        check_label_smoothing(&self.name, self.label_smoothing)?;
+        let (t, p) = align_same_shape(&self.name, y_true, y_pred)?;
+        let s = self.label_smoothing;
+        let smooth = move |z: f32| f64::from(if s > 0.0 { z * (1.0 - s) + 0.5 * s } else { z });
+        if self.from_logits {
+            mean_of_elements("binary_crossentropy", &t, &p, move |z, x| {
+                let (z, x) = (smooth(z), f64::from(x));
+                let loss = x.max(0.0) - x * z + (-x.abs()).exp().ln_1p();
+                (loss, sigmoid(x) - z)
+            })
+        } else {
+            mean_of_elements("binary_crossentropy", &t, &p, move |z, p| {
+                let z = smooth(z);
+                let (u, pass) = clip(p, EPSILON, ONE_MINUS_EPSILON);
+                let (u, v) = (f64::from(u), f64::from(1.0 - u));
+                let loss = -(z * u.ln() + (1.0 - z) * v.ln());
+                (loss, if pass { (1.0 - z) / v - z / u } else { 0.0 })
+            })
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    fn config(&self) -> LossConfig {
+        LossConfig {
+            from_logits: Some(self.from_logits),
+            label_smoothing: Some(self.label_smoothing),
+            ..LossConfig::base("BinaryCrossentropy", &self.name, self.reduction)
+        }
+    }
+}
+
+/// Categorical cross-entropy against one-hot (or probability) labels (Keras'
+/// `CategoricalCrossentropy`, `"categorical_crossentropy"`), classes on the last axis.
+///
+/// Labels `y` are smoothed to `y (1 - s) + s / C` when `label_smoothing = s > 0`. Per sample:
+/// - from probabilities (default): as Keras, the row is first normalised, `q = p / sum(p)`, then
+///   clipped, `u = clip(q, EPSILON, 1 - EPSILON)`; `loss = -sum_c y_c ln u_c`. The gradient goes
+///   through the normalisation: with `a_c = -y_c / u_c` inside the clip range (0 outside),
+///   `d loss / d p_j = (a_j - sum_c a_c q_c) / sum(p)`;
+/// - from logits `x` (fused, stable): `loss = sum_c y_c (logsumexp(x) - x_c)`; gradient
+///   `softmax(x) sum_c y_c - y`, i.e. `softmax(x) - y` for labels that sum to 1.
+///
+/// Shapes: `y_true` and `y_pred` both `[..., C]`; per-sample output `[...]`.
+///
+/// # Errors
+/// [`LossError::ShapeMismatch`] naming both shapes, [`LossError::NonFinite`],
+/// [`LossError::InvalidConfig`] for a label smoothing outside `[0, 1]` or (from probabilities) a
+/// row of predictions whose sum is not positive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CategoricalCrossentropy {
+    name: String,
+    reduction: Reduction,
+    from_logits: bool,
+    label_smoothing: f32,
+}
+
+impl CategoricalCrossentropy {
+    /// Keras' defaults: from probabilities, no label smoothing, name `"categorical_crossentropy"`.
+    pub fn new() -> Self {
+        CategoricalCrossentropy {
+            name: "categorical_crossentropy".into(),
+            reduction: Reduction::default(),
+            from_logits: false,
+            label_smoothing: 0.0,
+        }
+    }
+
+    /// Whether `y_pred` holds logits (default false: probabilities).
+    pub fn from_logits(mut self, from_logits: bool) -> Self {
+        self.from_logits = from_logits;
+        self
+    }
+
+    /// Label smoothing `s` in `[0, 1]` (default 0): labels become `y (1 - s) + s / C`.
+    pub fn label_smoothing(mut self, smoothing: f32) -> Self {
+        self.label_smoothing = smoothing;
+        self
+    }
+}
+
+loss_common!(CategoricalCrossentropy, "categorical_crossentropy");
+
+impl Loss for CategoricalCrossentropy {
+    fn per_sample<'t>(&self, y_true: &Tensor, y_pred: &Var<'t>) -> Result<Var<'t>> {
+        check_label_smoothing(&self.name, self.label_smoothing)?;
+        let (t, p) = align_same_shape(&self.name, y_true, y_pred)?;
+        let classes = p.shape()[p.ndim() - 1];
+        let s = self.label_smoothing;
+        let smooth = move |y: f32| {
+            f64::from(if s > 0.0 {
+                y * (1.0 - s) + s / classes as f32
+            } else {
+                y
+            })
+        };
+        if self.from_logits {
+            return per_row("categorical_crossentropy", &t, &p, move |y, x, grad| {
+                let (m, sum_e) = max_and_sum_exp(x);
+                let lse = m + sum_e.ln();
+                let loss = y
+                    .iter()
+                    .zip(x)
+                    .map(|(&y, &x)| smooth(y) * (lse - f64::from(x)));
+                let loss = loss.sum();
+                if let Some(grad) = grad {
+                    let mass: f64 = y.iter().map(|&y| smooth(y)).sum();
+                    for ((g, &y), &x) in grad.iter_mut().zip(y).zip(x) {
+                        let softmax = (f64::from(x) - m).exp() / sum_e;
+                        *g = (softmax * mass - smooth(y)) as f32;
+                    }
+                }
+                loss
+            });
+        }
+        check_positive_rows(&self.name, p.value(), classes)?;
+        per_row("categorical_crossentropy", &t, &p, move |y, p, grad| {
+            let sum: f64 = p.iter().map(|&v| f64::from(v)).sum();
+            let q = |v: f32| f64::from(v) / sum;
+            let clipped = |v: f32| clip(q(v) as f32, EPSILON, ONE_MINUS_EPSILON);
+            let loss = y.iter().zip(p).map(|(&y, &v)| {
+                let (u, _) = clipped(v);
+                -smooth(y) * f64::from(u).ln()
+            });
+            let loss = loss.sum();
+            if let Some(grad) = grad {
+                let a: Vec<f64> = y
+                    .iter()
+                    .zip(p)
+                    .map(|(&y, &v)| match clipped(v) {
+                        (u, true) => -smooth(y) / f64::from(u),
+                        (_, false) => 0.0,
+                    })
+                    .collect();
+                let dot: f64 = a.iter().zip(p).map(|(a, &v)| a * q(v)).sum();
+                for (g, a) in grad.iter_mut().zip(&a) {
+                    *g = ((a - dot) / sum) as f32;
+                }
+            }
+            loss
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    fn config(&self) -> LossConfig {
+        LossConfig {
+            from_logits: Some(self.from_logits),
+            label_smoothing: Some(self.label_smoothing),
+            ..LossConfig::base("CategoricalCrossentropy", &self.name, self.reduction)
+        }
+    }
+}
+
+/// An error naming the first row of `p` (rows along the last axis) whose sum is not positive.
+fn check_positive_rows(op: &str, p: &Tensor, classes: usize) -> Result<()> {
+    let p = p.to_contiguous();
+    let p = p.as_slice().expect("contiguous");
+    for (r, row) in p.chunks(classes).enumerate() {
+        let sum: f64 = row.iter().map(|&v| f64::from(v)).sum();
+        if sum <= 0.0 {
+            return Err(LossError::InvalidConfig {
+                op: op.to_string(),
+                message: format!(
+                    "expected probabilities with a positive sum in every row of y_pred, \
+                     got a sum of {sum} in row {r} (use from_logits for logits)"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Categorical cross-entropy against integer class ids (Keras'
+/// `SparseCategoricalCrossentropy`, `"sparse_categorical_crossentropy"`).
+///
+/// For a sample with class `k`:
+/// - from probabilities (default): as Keras, `u = clip(p, EPSILON, 1 - EPSILON)` and
+///   `loss = -ln(u_k / sum_c u_c)` (the log of the clipped probabilities fed to a softmax
+///   cross-entropy); gradient `1 / sum(u) - [c = k] / u_k` inside the clip range, 0 outside;
+/// - from logits `x` (fused, stable): `loss = logsumexp(x) - x_k`; gradient
+///   `softmax(x) - onehot(k)`.
+///
+/// Shapes: `y_pred` `[..., C]`; `y_true` the class ids as `f32`, of shape `[...]` or `[..., 1]`;
+/// per-sample output `[...]`.
+///
+/// # Errors
+/// [`LossError::ShapeMismatch`] naming both shapes, [`LossError::LabelOutOfRange`] for a label
+/// that is not a whole number in `0..C` (naming it and its position), [`LossError::NonFinite`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseCategoricalCrossentropy {
+    name: String,
+    reduction: Reduction,
+    from_logits: bool,
+}
+
+impl SparseCategoricalCrossentropy {
+    /// Keras' defaults: from probabilities, name `"sparse_categorical_crossentropy"`.
+    pub fn new() -> Self {
+        SparseCategoricalCrossentropy {
+            name: "sparse_categorical_crossentropy".into(),
+            reduction: Reduction::default(),
+            from_logits: false,
+        }
+    }
+
+    /// Whether `y_pred` holds logits (default false: probabilities).
+    pub fn from_logits(mut self, from_logits: bool) -> Self {
+        self.from_logits = from_logits;
+        self
+    }
+}
+
+loss_common!(
+    SparseCategoricalCrossentropy,
+    "sparse_categorical_crossentropy"
+);
+
+impl Loss for SparseCategoricalCrossentropy {
+    fn per_sample<'t>(&self, y_true: &Tensor, y_pred: &Var<'t>) -> Result<Var<'t>> {
+        let (t, p) = align(&self.name, y_true, y_pred)?;
+        let t = match t.shape().split_last() {
+            Some((&1, lead)) if t.ndim() == p.ndim() => reshaped(&t, lead)?,
+            _ => t,
+        };
+        let classes = match p.shape().split_last() {
+            Some((&c, lead)) if c > 0 && lead == t.shape() => c,
+            _ => {
+                return Err(LossError::ShapeMismatch {
+                    op: self.name.clone(),
+                    y_true: y_true.shape().to_vec(),
+                    y_pred: y_pred.shape().to_vec(),
+                    expected: "y_pred [..., C] with C >= 1 and class ids y_true [...] or [..., 1]"
+                        .into(),
+                });
+            }
+        };
+        check_class_ids(&self.name, &t, classes)?;
+        if self.from_logits {
+            return per_row("sparse_categorical_crossentropy", &t, &p, |k, x, grad| {
+                let k = k[0] as usize;
+                let (m, sum_e) = max_and_sum_exp(x);
+                if let Some(grad) = grad {
+                    for (c, (g, &x)) in grad.iter_mut().zip(x).enumerate() {
+                        let softmax = (f64::from(x) - m).exp() / sum_e;
+                        *g = (softmax - f64::from(u8::from(c == k))) as f32;
+                    }
+                }
+                m + sum_e.ln() - f64::from(x[k])
+            });
+        }
+        per_row("sparse_categorical_crossentropy", &t, &p, |k, p, grad| {
+            let k = k[0] as usize;
+            let u = |v: f32| clip(v, EPSILON, ONE_MINUS_EPSILON);
+            let sum: f64 = p.iter().map(|&v| f64::from(u(v).0)).sum();
+            let uk = f64::from(u(p[k]).0);
+            if let Some(grad) = grad {
+                for (c, (g, &v)) in grad.iter_mut().zip(p).enumerate() {
+                    if u(v).1 {
+                        let own = if c == k { 1.0 / uk } else { 0.0 };
+                        *g = (1.0 / sum - own) as f32;
+                    }
+                }
+            }
+            sum.ln() - uk.ln()
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    fn config(&self) -> LossConfig {
+        LossConfig {
+            from_logits: Some(self.from_logits),
+            ..LossConfig::base("SparseCategoricalCrossentropy", &self.name, self.reduction)
+        }
+    }
+}
+
+/// An error for the first label that is not a whole number in `0..classes`.
+pub(crate) fn check_class_ids(op: &str, labels: &Tensor, classes: usize) -> Result<()> {
+    let bad = labels
+        .to_vec()
+        .into_iter()
+        .enumerate()
+        .find(|&(_, y)| !(y >= 0.0 && y.fract() == 0.0 && (y as usize) < classes));
+    match bad {
+        None => Ok(()),
+        Some((index, label)) => Err(LossError::LabelOutOfRange {
+            op: op.to_string(),
+            label,
+            index,
+            classes,
+        }),
+    }
+}
+
+/// Kullback-Leibler divergence (Keras' `KLDivergence`, `"kl_divergence"`, `"kld"`).
+///
+/// With `t = clip(y_true, EPSILON, 1)` and `u = clip(y_pred, EPSILON, 1)`, per sample
+/// `loss = sum_c t_c ln(t_c / u_c)` over the last axis; gradient `-t_c / u_c` where
+/// `EPSILON <= y_pred <= 1`, 0 outside.
+///
+/// Shapes: `y_true` and `y_pred` both `[..., C]`; per-sample output `[...]`.
+///
+/// # Errors
+/// [`LossError::ShapeMismatch`] naming both shapes, [`LossError::NonFinite`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct KLDivergence {
+    name: String,
+    reduction: Reduction,
+}
+
+impl KLDivergence {
+    /// Keras' defaults: name `"kl_divergence"`, reduction `"sum_over_batch_size"`.
+    pub fn new() -> Self {
+        KLDivergence {
+            name: "kl_divergence".into(),
+            reduction: Reduction::default(),
+        }
+    }
+}
+
+loss_common!(KLDivergence, "kl_divergence");
+
+impl Loss for KLDivergence {
+    fn per_sample<'t>(&self, y_true: &Tensor, y_pred: &Var<'t>) -> Result<Var<'t>> {
+        let (t, p) = align_same_shape(&self.name, y_true, y_pred)?;
+        per_row("kl_divergence", &t, &p, |t, p, mut grad| {
+            let mut loss = 0.0;
+            for (c, (&t, &p)) in t.iter().zip(p).enumerate() {
+                let t = f64::from(t.clamp(EPSILON, 1.0));
+                let (u, pass) = clip(p, EPSILON, 1.0);
+                let u = f64::from(u);
+                loss += t * (t / u).ln();
+                if let Some(grad) = grad.as_deref_mut() {
+                    grad[c] = if pass { (-t / u) as f32 } else { 0.0 };
+                }
+            }
+            loss
+        })
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    fn config(&self) -> LossConfig {
+        LossConfig::base("KLDivergence", &self.name, self.reduction)
+    }
+}
