@@ -1,0 +1,393 @@
+//! `Conv2D`: 2-D convolution over NHWC inputs, as im2col + one matrix product over the batch.
+
+use gradus_autograd::{Tape, Var, Variable};
+use gradus_tensor::{Conv2dGeometry, Padding, Rng, Tensor, col2im, im2col};
+use serde::{Deserialize, Serialize};
+
+use super::dense::{bias_act_rows, column_sums, yes, zeros};
+use crate::activation::Activation;
+use crate::base::{Base, positive, sum_penalties};
+use crate::error::{LayerError, Result, invalid};
+use crate::initializers::Initializer;
+use crate::layer::{Layer, LayerConfig};
+use crate::regularizers::Regularizer;
+use crate::spatial::{IntoPadding, Size2, padding_serde, valid};
+
+fn one() -> Size2 {
+    Size2(1, 1)
+}
+
+/// Keras' arguments of [`Conv2D`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Conv2DArgs {
+    filters: usize,
+    kernel_size: Size2,
+    #[serde(default = "one")]
+    strides: Size2,
+    #[serde(default = "valid", with = "padding_serde")]
+    padding: Padding,
+    #[serde(default)]
+    activation: Activation,
+    #[serde(default = "yes")]
+    use_bias: bool,
+    #[serde(default)]
+    kernel_initializer: Initializer,
+    #[serde(default = "zeros")]
+    bias_initializer: Initializer,
+    #[serde(default)]
+    kernel_regularizer: Option<Regularizer>,
+    #[serde(default)]
+    bias_regularizer: Option<Regularizer>,
+}
+
+/// A 2-D convolution layer over channels-last images (Keras' `Conv2D`, cross-correlation):
+/// `y[n, i, j, f] = act(b[f] + sum_{di, dj, c} x[n, i s_h + di - p_t, j s_w + dj - p_l, c]
+/// k[di, dj, c, f])`.
+///
+/// Shapes: input `[batch, H, W, C]`, kernel `[k_h, k_w, C, filters]`, bias `[filters]`, output
+/// `[batch, out_h, out_w, filters]` with `out = floor((in - k) / s) + 1` for `"valid"` padding
+/// and `ceil(in / s)` for `"same"` (extra padding at the bottom/right, as Keras). Defaults:
+/// strides 1, `"valid"`, no activation, a bias, `glorot_uniform` kernel, `zeros` bias.
+///
+/// The forward pass unfolds every window of the whole batch (im2col) and makes one matrix
+/// product with the kernel seen as `[k_h k_w C, filters]`; the bias and a fusable activation are
+/// applied in the same pass over the output. The backward pass reuses the unfolded windows for
+/// the kernel gradient and folds `dz kernel^T` back (col2im) for the input gradient.
+///
+/// ```
+/// use gradus_layers::{Conv2D, Layer, LayerExt};
+/// use gradus_tensor::Tensor;
+///
+/// let conv = Conv2D::new(32, 3).activation("relu").built(&[28, 28, 1], 0)?;
+/// assert_eq!(conv.count_params(), 320);
+/// assert_eq!(conv.predict(&Tensor::ones(&[2, 28, 28, 1]))?.shape(), &[2, 26, 26, 32]);
+/// let same = Conv2D::new(8, (3, 3)).strides(2).padding("same").built(&[28, 28, 1], 0)?;
+/// assert_eq!(same.output_shape(&[28, 28, 1])?, vec![14, 14, 8]);
+/// # Ok::<(), gradus_layers::LayerError>(())
+/// ```
+///
+/// # Errors
+/// `build` fails for zero filters, kernel lengths or strides, unknown names given to builder
+/// methods, an input shape that is not `[H, W, C]`, or a kernel larger than a `"valid"` input;
+/// `call` fails for inputs that are not `[batch, H, W, C]` with the built `C`.
+#[derive(Debug, Clone)]
+pub struct Conv2D {
+    base: Base,
+    args: Conv2DArgs,
+    kernel: Option<Variable>,
+    bias: Option<Variable>,
+}
+
+impl Conv2D {
+    /// A convolution with `filters` output channels and a `kernel_size` window (one number for a
+    /// square window, or `(k_h, k_w)`), with Keras' defaults.
+    pub fn new(filters: usize, kernel_size: impl Into<Size2>) -> Conv2D {
+        Conv2D::from_args(
+            Conv2DArgs {
+                filters,
+                kernel_size: kernel_size.into(),
+                strides: one(),
+                padding: Padding::Valid,
+                activation: Activation::Linear,
+                use_bias: true,
+                kernel_initializer: Initializer::GlorotUniform,
+                bias_initializer: Initializer::Zeros,
+                kernel_regularizer: None,
+                bias_regularizer: None,
+            },
+            None,
+        )
+    }
+
+    pub(crate) fn from_args(args: Conv2DArgs, name: Option<String>) -> Conv2D {
+        let mut base = Base::new("conv2d");
+        if let Some(n) = name {
+            base.rename(&n);
+        }
+        Conv2D {
+            base,
+            args,
+            kernel: None,
+            bias: None,
+        }
+    }
+
+    /// The strides (Keras: 1).
+    pub fn strides(mut self, strides: impl Into<Size2>) -> Self {
+        self.args.strides = strides.into();
+        self
+    }
+
+    /// The padding, [`Padding::Valid`] (Keras' default) or [`Padding::Same`], or by name.
+    pub fn padding(mut self, padding: impl IntoPadding) -> Self {
+        if let Some(p) = self.base.keep(padding.into_padding()) {
+            self.args.padding = p;
+        }
+        self
+    }
+
+    /// The activation, by value or by name.
+    pub fn activation<A>(mut self, activation: A) -> Self
+    where
+        A: TryInto<Activation>,
+        A::Error: Into<LayerError>,
+    {
+        if let Some(a) = self.base.resolve(activation) {
+            self.args.activation = a;
+        }
+        self
+    }
+
+    /// Whether to add a bias (Keras: true).
+    pub fn use_bias(mut self, use_bias: bool) -> Self {
+        self.args.use_bias = use_bias;
+        self
+    }
+
+    /// The kernel initializer, by value or by name (Keras: `glorot_uniform`).
+    pub fn kernel_initializer<I>(mut self, init: I) -> Self
+    where
+        I: TryInto<Initializer>,
+        I::Error: Into<LayerError>,
+    {
+        if let Some(i) = self.base.resolve(init) {
+            self.args.kernel_initializer = i;
+        }
+        self
+    }
+
+    /// The bias initializer, by value or by name (Keras: `zeros`).
+    pub fn bias_initializer<I>(mut self, init: I) -> Self
+    where
+        I: TryInto<Initializer>,
+        I::Error: Into<LayerError>,
+    {
+        if let Some(i) = self.base.resolve(init) {
+            self.args.bias_initializer = i;
+        }
+        self
+    }
+
+    /// A penalty on the kernel, by value or by name.
+    pub fn kernel_regularizer<R>(mut self, reg: R) -> Self
+    where
+        R: TryInto<Regularizer>,
+        R::Error: Into<LayerError>,
+    {
+        if let Some(r) = self.base.resolve(reg) {
+            self.args.kernel_regularizer = Some(r);
+        }
+        self
+    }
+
+    /// A penalty on the bias, by value or by name.
+    pub fn bias_regularizer<R>(mut self, reg: R) -> Self
+    where
+        R: TryInto<Regularizer>,
+        R::Error: Into<LayerError>,
+    {
+        if let Some(r) = self.base.resolve(reg) {
+            self.args.bias_regularizer = Some(r);
+        }
+        self
+    }
+
+    /// The layer's name (default `"conv2d"`).
+    pub fn name(mut self, name: &str) -> Self {
+        self.base.rename(name);
+        self
+    }
+
+    /// The kernel variable `[k_h, k_w, C, filters]`, once built.
+    pub fn kernel(&self) -> Option<&Variable> {
+        self.kernel.as_ref()
+    }
+
+    /// The bias variable `[filters]`, once built (and if `use_bias`).
+    pub fn bias(&self) -> Option<&Variable> {
+        self.bias.as_ref()
+    }
+
+    fn geometry(&self, batch_shape: &[usize]) -> Result<Conv2dGeometry> {
+        let a = &self.args;
+        Conv2dGeometry::new(
+            batch_shape,
+            a.kernel_size.pair(),
+            a.strides.pair(),
+            a.padding,
+        )
+        .map_err(|e| {
+            self.base
+                .shape_error(format!("an input the window fits ({e})"), &batch_shape[1..])
+        })
+    }
+}
+
+impl Layer for Conv2D {
+    fn class_name(&self) -> &'static str {
+        "Conv2D"
+    }
+
+    fn name(&self) -> &str {
+        &self.base.name
+    }
+
+    fn set_name(&mut self, name: &str) -> Result<()> {
+        self.base.set_name(name)
+    }
+
+    fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
+        self.base.check_pending()?;
+        let a = &self.args;
+        let filters = positive("Conv2D filters", a.filters)?;
+        if a.kernel_size.0 == 0 || a.kernel_size.1 == 0 || a.strides.0 == 0 || a.strides.1 == 0 {
+            return Err(invalid(
+                "Conv2D",
+                format!(
+                    "expected positive kernel_size and strides, got kernel_size {:?} and strides {:?}",
+                    a.kernel_size.pair(),
+                    a.strides.pair()
+                ),
+            ));
+        }
+        for r in [a.kernel_regularizer, a.bias_regularizer]
+            .into_iter()
+            .flatten()
+        {
+            r.validate()?;
+        }
+        let &[h, w, c] = input_shape else {
+            return Err(self
+                .base
+                .shape_error("[height, width, channels]", input_shape));
+        };
+        self.geometry(&[1, h, w, c])?;
+        let (kh, kw) = a.kernel_size.pair();
+        let kernel = a.kernel_initializer.init(&[kh, kw, c, filters], rng)?;
+        let bias = if a.use_bias {
+            Some(a.bias_initializer.init(&[filters], rng)?)
+        } else {
+            None
+        };
+        self.kernel = Some(Variable::new(self.base.var_name("kernel"), kernel));
+        self.bias = bias.map(|b| Variable::new(self.base.var_name("bias"), b));
+        self.base.input_shape = Some(input_shape.to_vec());
+        Ok(())
+    }
+
+    fn built_input_shape(&self) -> Option<&[usize]> {
+        self.base.input_shape.as_deref()
+    }
+
+    fn call<'t>(&self, x: &Var<'t>, _training: bool) -> Result<Var<'t>> {
+        let built = self.base.built()?;
+        let c = built[2];
+        let shape = x.shape();
+        if shape.len() != 4 || shape[3] != c {
+            return Err(self
+                .base
+                .shape_error(format!("[batch, height, width, {c}]"), shape));
+        }
+        let geom = self.geometry(shape)?;
+        let k = x.param(self.kernel.as_ref().expect("built"));
+        let b = self.bias.as_ref().map(|b| x.param(b));
+        let act = self.args.activation;
+        let fused = if act.fusable() {
+            act
+        } else {
+            Activation::Linear
+        };
+        let y = conv_op(x, &k, b.as_ref(), fused, geom)?;
+        if act.fusable() { Ok(y) } else { act.apply(&y) }
+    }
+
+    fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
+        let &[h, w, c] = input_shape else {
+            return Err(self
+                .base
+                .shape_error("[height, width, channels]", input_shape));
+        };
+        let g = self.geometry(&[1, h, w, c])?;
+        Ok(vec![g.out_h, g.out_w, self.args.filters])
+    }
+
+    fn variables(&self) -> Vec<Variable> {
+        self.kernel.iter().chain(&self.bias).cloned().collect()
+    }
+
+    fn config(&self) -> LayerConfig {
+        self.base.config(self.class_name(), &self.args)
+    }
+
+    fn regularization_loss<'t>(&self, tape: Option<&'t Tape>) -> Result<Option<Var<'t>>> {
+        if self.args.kernel_regularizer.is_none() && self.args.bias_regularizer.is_none() {
+            return Ok(None);
+        }
+        self.base.built()?;
+        sum_penalties(
+            tape,
+            &[
+                (self.args.kernel_regularizer, self.kernel.as_ref()),
+                (self.args.bias_regularizer, self.bias.as_ref()),
+            ],
+        )
+    }
+}
+
+/// `act(conv2d(x, k) + b)` as one recorded operation (im2col + one product).
+fn conv_op<'t>(
+    x: &Var<'t>,
+    k: &Var<'t>,
+    b: Option<&Var<'t>>,
+    act: Activation,
+    g: Conv2dGeometry,
+) -> Result<Var<'t>> {
+    let filters = k.shape()[3];
+    let patch = g.patch_len();
+    let cols = im2col(x.value(), &g)?;
+    let kmat = k.value().reshape(&[patch, filters])?;
+    let mut z = cols.matmul(&kmat)?;
+    let bias = b.map(|b| b.value().to_contiguous());
+    bias_act_rows(
+        z.as_slice_mut(),
+        bias.as_ref().and_then(Tensor::as_slice),
+        act,
+        filters,
+    );
+    let y = z.reshape(&g.output_shape(filters))?;
+    let inputs: Vec<&Var<'t>> = [x, k].into_iter().chain(b).collect();
+    let saved_y = y.clone();
+    let kshape = k.shape().to_vec();
+    Ok(Var::custom("conv2d", &inputs, y, move |grad, needs| {
+        let mut dz = grad.to_contiguous();
+        if act != Activation::Linear {
+            let yc = saved_y.to_contiguous();
+            act.backward_rows(
+                yc.as_slice().expect("contiguous"),
+                dz.as_slice_mut(),
+                filters,
+            );
+        }
+        let dz = dz.reshape(&[g.positions(), filters])?;
+        let dx = if needs[0] {
+            Some(col2im(&dz.matmul_t(&kmat, false, true)?, &g)?)
+        } else {
+            None
+        };
+        let dk = if needs[1] {
+            Some(cols.matmul_t(&dz, true, false)?.reshape(&kshape)?)
+        } else {
+            None
+        };
+        let mut grads = vec![dx, dk];
+        if needs.len() > 2 {
+            grads.push(if needs[2] {
+                let sums = column_sums(dz.as_slice().expect("contiguous"), filters);
+                Some(Tensor::from_vec(sums, &[filters])?)
+            } else {
+                None
+            });
+        }
+        Ok(grads)
+    })?)
+}
