@@ -123,6 +123,7 @@ impl Base {
     /// The config of a layer: its serialized arguments with `"name"` added.
     pub fn config<T: Serialize>(&self, class: &str, args: &T) -> LayerConfig {
         let mut config = serde_json::to_value(args).expect("layer arguments are plain JSON");
+        shortest_floats(&mut config);
         if let Value::Object(m) = &mut config {
             m.insert("name".into(), Value::String(self.name.clone()));
         }
@@ -130,6 +131,27 @@ impl Base {
             class_name: class.to_string(),
             config,
         }
+    }
+}
+
+/// Rewrites every non-integer number (all of which come from `f32` arguments) as the shortest
+/// decimal that reads back as the same `f32`, so that `0.1f32` appears as `0.1` as in Keras'
+/// configs rather than `0.10000000149011612`.
+fn shortest_floats(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let short = (n.as_f64().expect("a float") as f32).to_string();
+            if let Some(m) = short
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+            {
+                *n = m;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(shortest_floats),
+        Value::Object(m) => m.values_mut().for_each(shortest_floats),
+        _ => {}
     }
 }
 

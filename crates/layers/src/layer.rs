@@ -15,7 +15,7 @@ use crate::error::{LayerError, Result};
 /// ```
 /// use gradus_layers::{Dense, Layer, layer_from_config};
 ///
-/// let dense = Dense::new(3).activation("softmax").name("out");
+/// let dense = Dense::new(3).activation("softmax").with_name("out");
 /// let config = dense.config();
 /// assert_eq!(config.class_name, "Dense");
 /// assert_eq!(config.config["units"], 3);

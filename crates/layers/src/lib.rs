@@ -26,7 +26,7 @@
 //! let mut rng = Rng::seed_from_u64(0);
 //! let mut hidden = Dense::new(8).activation("relu").kernel_regularizer(L2::new(0.01));
 //! let mut drop = Dropout::new(0.2);
-//! let mut out = Dense::new(3).activation("softmax").name("out");
+//! let mut out = Dense::new(3).activation("softmax").with_name("out");
 //! hidden.build(&[4], &mut rng)?;
 //! drop.build(&[8], &mut rng)?;
 //! out.build(&[8], &mut rng)?;

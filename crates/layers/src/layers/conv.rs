@@ -193,7 +193,7 @@ impl Conv2D {
     }
 
     /// The layer's name (default `"conv2d"`).
-    pub fn name(mut self, name: &str) -> Self {
+    pub fn with_name(mut self, name: &str) -> Self {
         self.base.rename(name);
         self
     }

@@ -84,7 +84,7 @@ impl Input {
     }
 
     /// The layer's name.
-    pub fn name(mut self, name: &str) -> Self {
+    pub fn with_name(mut self, name: &str) -> Self {
         self.base.rename(name);
         self
     }
@@ -170,7 +170,7 @@ impl ActivationLayer {
     }
 
     /// The layer's name.
-    pub fn name(mut self, name: &str) -> Self {
+    pub fn with_name(mut self, name: &str) -> Self {
         self.base.rename(name);
         self
     }
@@ -230,7 +230,7 @@ impl Flatten {
     }
 
     /// The layer's name.
-    pub fn name(mut self, name: &str) -> Self {
+    pub fn with_name(mut self, name: &str) -> Self {
         self.base.rename(name);
         self
     }
@@ -315,7 +315,7 @@ impl Reshape {
     }
 
     /// The layer's name.
-    pub fn name(mut self, name: &str) -> Self {
+    pub fn with_name(mut self, name: &str) -> Self {
         self.base.rename(name);
         self
     }
@@ -361,7 +361,7 @@ impl Layer for Reshape {
             .product();
         let mut out: Vec<usize> = target.iter().map(|&d| d.max(0) as usize).collect();
         if let Some(&i) = unknown.first() {
-            if known == 0 || count % known != 0 {
+            if known == 0 || !count.is_multiple_of(known) {
                 return Err(bad());
             }
             out[i] = count / known;
@@ -447,7 +447,7 @@ impl Dropout {
     }
 
     /// The layer's name.
-    pub fn name(mut self, name: &str) -> Self {
+    pub fn with_name(mut self, name: &str) -> Self {
         self.base.rename(name);
         self
     }

@@ -170,7 +170,7 @@ impl Dense {
     }
 
     /// The layer's name (default `"dense"`); see [`Layer::set_name`].
-    pub fn name(mut self, name: &str) -> Self {
+    pub fn with_name(mut self, name: &str) -> Self {
         self.base.rename(name);
         self
     }
@@ -255,7 +255,11 @@ impl Layer for Dense {
             x.reshape(&[rows, input_dim])?
         };
         let act = self.args.activation;
-        let fused = act.fusable().then_some(act).unwrap_or(Activation::Linear);
+        let fused = if act.fusable() {
+            act
+        } else {
+            Activation::Linear
+        };
         let k = x.param(kernel);
         let b = self.bias.as_ref().map(|b| x.param(b));
         let mut y = dense_op(&flat, &k, b.as_ref(), fused)?;

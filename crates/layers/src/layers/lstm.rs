@@ -99,19 +99,6 @@ pub struct LSTM {
 }
 
 macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        pub fn $name<A>(mut self, value: A) -> Self
-        where
-            A: TryInto<$ty>,
-            A::Error: Into<LayerError>,
-        {
-            if let Some(v) = self.base.resolve(value) {
-                self.args.$name = v;
-            }
-            self
-        }
-    };
     ($(#[$doc:meta])* $name:ident: Option<$ty:ty>) => {
         $(#[$doc])*
         pub fn $name<A>(mut self, value: A) -> Self
@@ -121,6 +108,19 @@ macro_rules! setter {
         {
             if let Some(v) = self.base.resolve(value) {
                 self.args.$name = Some(v);
+            }
+            self
+        }
+    };
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name<A>(mut self, value: A) -> Self
+        where
+            A: TryInto<$ty>,
+            A::Error: Into<LayerError>,
+        {
+            if let Some(v) = self.base.resolve(value) {
+                self.args.$name = v;
             }
             self
         }
@@ -216,7 +216,7 @@ impl LSTM {
     );
 
     /// The layer's name (default `"lstm"`).
-    pub fn name(mut self, name: &str) -> Self {
+    pub fn with_name(mut self, name: &str) -> Self {
         self.base.rename(name);
         self
     }

@@ -62,7 +62,7 @@ pub fn layer_from_config(config: &LayerConfig) -> Result<Box<dyn Layer>> {
         "Flatten" => {
             let mut f = Flatten::new();
             if let Some(n) = c.get("name").and_then(serde_json::Value::as_str) {
-                f = f.name(n);
+                f = f.with_name(n);
             }
             Box::new(f)
         }

@@ -185,7 +185,7 @@ impl BatchNormalization {
     }
 
     /// The layer's name (default `"batch_normalization"`).
-    pub fn name(mut self, name: &str) -> Self {
+    pub fn with_name(mut self, name: &str) -> Self {
         self.base.rename(name);
         self
     }
@@ -465,7 +465,7 @@ impl Embedding {
     }
 
     /// The layer's name (default `"embedding"`).
-    pub fn name(mut self, name: &str) -> Self {
+    pub fn with_name(mut self, name: &str) -> Self {
         self.base.rename(name);
         self
     }

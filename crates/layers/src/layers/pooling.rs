@@ -165,7 +165,7 @@ macro_rules! pooling_layer {
             }
 
             /// The layer's name.
-            pub fn name(mut self, name: &str) -> Self {
+            pub fn with_name(mut self, name: &str) -> Self {
                 self.pool.base.rename(name);
                 self
             }
@@ -219,8 +219,9 @@ pooling_layer!(
     ///
     /// let pool = MaxPooling2D::new(2).built(&[26, 26, 32], 0)?;
     /// assert_eq!(pool.output_shape(&[26, 26, 32])?, vec![13, 13, 32]);
+    /// let small = MaxPooling2D::new(2).built(&[2, 2, 1], 0)?;
     /// let x = Tensor::from_vec(vec![1.0, 5.0, 3.0, 2.0], &[1, 2, 2, 1])?;
-    /// assert_eq!(pool.predict(&x)?.to_vec(), vec![5.0]);
+    /// assert_eq!(small.predict(&x)?.to_vec(), vec![5.0]);
     /// # Ok::<(), gradus_layers::LayerError>(())
     /// ```
     ///
