@@ -83,10 +83,20 @@ impl Mlp {
     fn step(&self) -> Vec<Tensor> {
         let tape = Tape::new();
         let x = tape.constant(self.x.clone());
-        let h = x.matmul(&x.param(&self.w1)).unwrap().add(&x.param(&self.b1)).unwrap().relu();
-        let z = h.matmul(&h.param(&self.w2)).unwrap().add(&h.param(&self.b2)).unwrap();
+        let h = x
+            .matmul(&x.param(&self.w1))
+            .unwrap()
+            .add(&x.param(&self.b1))
+            .unwrap()
+            .relu();
+        let z = h
+            .matmul(&h.param(&self.w2))
+            .unwrap()
+            .add(&h.param(&self.b2))
+            .unwrap();
         let loss = z.sparse_softmax_cross_entropy(&self.y).unwrap();
-        tape.gradient(&loss, &[&self.w1, &self.b1, &self.w2, &self.b2]).unwrap()
+        tape.gradient(&loss, &[&self.w1, &self.b1, &self.w2, &self.b2])
+            .unwrap()
     }
 }
 
