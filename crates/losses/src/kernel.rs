@@ -48,10 +48,11 @@ pub(crate) fn per_row<'t>(
     Ok(Var::custom(op, &[y_pred], out, move |g, _| {
         let g = g.to_contiguous();
         let g = g.as_slice().expect("contiguous");
-        let mut dx = grad.clone();
-        for (row, &gr) in dx.chunks_mut(c.max(1)).zip(g) {
-            row.iter_mut().for_each(|v| *v *= gr);
-        }
+        let dx = grad
+            .chunks(c.max(1))
+            .zip(g)
+            .flat_map(|(row, &gr)| row.iter().map(move |&d| d * gr))
+            .collect();
         Ok(vec![Some(Tensor::from_vec(dx, &shape)?)])
     })?)
 }

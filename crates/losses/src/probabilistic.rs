@@ -25,22 +25,21 @@ fn clip(p: f32, lo: f32, hi: f32) -> (f32, bool) {
     (p.clamp(lo, hi), (lo..=hi).contains(&p))
 }
 
-/// `1 / (1 + e^-x)` without overflow.
-fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// `(max, sum_c e^(x_c - max))` of a row, for a stable log-sum-exp.
-fn max_and_sum_exp(x: &[f32]) -> (f64, f64) {
-    let m = x
-        .iter()
-        .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
-    (m, x.iter().map(|&v| (f64::from(v) - m).exp()).sum())
+/// The log-sum-exp of a row, computed stably; when `exps` is given, `e^(x_c - max)` is left in
+/// it (each exponential is computed once, in f32, and summed in f64). Returns
+/// `(logsumexp, sum_c e^(x_c - max))`.
+fn log_sum_exp(x: &[f32], exps: Option<&mut [f32]>) -> (f64, f64) {
+    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = match exps {
+        Some(exps) => {
+            for (e, &v) in exps.iter_mut().zip(x) {
+                *e = (v - m).exp();
+            }
+            exps.iter().map(|&e| f64::from(e)).sum()
+        }
+        None => x.iter().map(|&v| f64::from((v - m).exp())).sum(),
+    };
+    (f64::from(m) + sum.ln(), sum)
 }
 
 /// Binary cross-entropy (Keras' `BinaryCrossentropy`, `"binary_crossentropy"`), averaged over
@@ -103,8 +102,13 @@ impl Loss for BinaryCrossentropy {
         if self.from_logits {
             mean_of_elements("binary_crossentropy", &t, &p, move |z, x| {
                 let (z, x) = (smooth(z), f64::from(x));
-                let loss = x.max(0.0) - x * z + (-x.abs()).exp().ln_1p();
-                (loss, sigmoid(x) - z)
+                let e = (-x.abs()).exp();
+                let sigmoid = if x >= 0.0 {
+                    1.0 / (1.0 + e)
+                } else {
+                    e / (1.0 + e)
+                };
+                (x.max(0.0) - x * z + e.ln_1p(), sigmoid - z)
             })
         } else {
             mean_of_elements("binary_crossentropy", &t, &p, move |z, p| {
@@ -199,22 +203,20 @@ impl Loss for CategoricalCrossentropy {
             })
         };
         if self.from_logits {
-            return per_row("categorical_crossentropy", &t, &p, move |y, x, grad| {
-                let (m, sum_e) = max_and_sum_exp(x);
-                let lse = m + sum_e.ln();
+            return per_row("categorical_crossentropy", &t, &p, move |y, x, mut grad| {
+                let (lse, sum) = log_sum_exp(x, grad.as_deref_mut());
+                if let Some(grad) = grad {
+                    // grad holds e^(x - max): softmax = grad / sum.
+                    let scale = y.iter().map(|&y| smooth(y)).sum::<f64>() / sum;
+                    for (g, &y) in grad.iter_mut().zip(y) {
+                        *g = (f64::from(*g) * scale - smooth(y)) as f32;
+                    }
+                }
                 let loss = y
                     .iter()
                     .zip(x)
                     .map(|(&y, &x)| smooth(y) * (lse - f64::from(x)));
-                let loss = loss.sum();
-                if let Some(grad) = grad {
-                    let mass: f64 = y.iter().map(|&y| smooth(y)).sum();
-                    for ((g, &y), &x) in grad.iter_mut().zip(y).zip(x) {
-                        let softmax = (f64::from(x) - m).exp() / sum_e;
-                        *g = (softmax * mass - smooth(y)) as f32;
-                    }
-                }
-                loss
+                loss.sum()
             });
         }
         check_positive_rows(&self.name, p.value(), classes)?;
@@ -347,17 +349,22 @@ impl Loss for SparseCategoricalCrossentropy {
         };
         check_class_ids(&self.name, &t, classes)?;
         if self.from_logits {
-            return per_row("sparse_categorical_crossentropy", &t, &p, |k, x, grad| {
-                let k = k[0] as usize;
-                let (m, sum_e) = max_and_sum_exp(x);
-                if let Some(grad) = grad {
-                    for (c, (g, &x)) in grad.iter_mut().zip(x).enumerate() {
-                        let softmax = (f64::from(x) - m).exp() / sum_e;
-                        *g = (softmax - f64::from(u8::from(c == k))) as f32;
+            return per_row(
+                "sparse_categorical_crossentropy",
+                &t,
+                &p,
+                |k, x, mut grad| {
+                    let k = k[0] as usize;
+                    let (lse, sum) = log_sum_exp(x, grad.as_deref_mut());
+                    if let Some(grad) = grad {
+                        // grad holds e^(x - max): softmax = grad / sum.
+                        grad.iter_mut()
+                            .for_each(|g| *g = (f64::from(*g) / sum) as f32);
+                        grad[k] -= 1.0;
                     }
-                }
-                m + sum_e.ln() - f64::from(x[k])
-            });
+                    lse - f64::from(x[k])
+                },
+            );
         }
         per_row("sparse_categorical_crossentropy", &t, &p, |k, p, grad| {
             let k = k[0] as usize;

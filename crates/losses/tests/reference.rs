@@ -540,7 +540,7 @@ fn gradients_match_finite_differences() {
     ];
     for (loss, y_true, y_pred) in cases {
         for weights in [None, Some(&w)] {
-            let report = check_gradients(&[y_pred.clone()], |v| {
+            let report = check_gradients(std::slice::from_ref(y_pred), |v| {
                 loss.call_weighted(y_true, &v[0], weights)
                     .map_err(|e| match e {
                         gradus_losses::LossError::Autograd(e) => e,
