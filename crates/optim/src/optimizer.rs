@@ -1249,7 +1249,7 @@ fn prepare(out: &mut Vec<f32>, g: &[f32], acc: &[f32], unscale: Option<f32>, ste
 }
 
 fn squared_norm(x: &[f32]) -> f64 {
-    x.iter().map(|&v| f64::from(v) * f64::from(v)).sum()
+    rules::sum_squares_dispatch(x)
 }
 
 fn apply_clip(x: &mut [f32], clip: Clip) {
