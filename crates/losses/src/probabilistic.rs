@@ -230,17 +230,14 @@ impl Loss for CategoricalCrossentropy {
             });
             let loss = loss.sum();
             if let Some(grad) = grad {
-                let a: Vec<f64> = y
-                    .iter()
-                    .zip(p)
-                    .map(|(&y, &v)| match clipped(v) {
-                        (u, true) => -smooth(y) / f64::from(u),
-                        (_, false) => 0.0,
-                    })
-                    .collect();
-                let dot: f64 = a.iter().zip(p).map(|(a, &v)| a * q(v)).sum();
-                for (g, a) in grad.iter_mut().zip(&a) {
-                    *g = ((a - dot) / sum) as f32;
+                // a_c = d loss / d q_c through the clip; then through q = p / sum(p).
+                let a = |y: f32, v: f32| match clipped(v) {
+                    (u, true) => -smooth(y) / f64::from(u),
+                    (_, false) => 0.0,
+                };
+                let dot: f64 = y.iter().zip(p).map(|(&y, &v)| a(y, v) * q(v)).sum();
+                for (g, (&y, &v)) in grad.iter_mut().zip(y.iter().zip(p)) {
+                    *g = ((a(y, v) - dot) / sum) as f32;
                 }
             }
             loss
