@@ -1,0 +1,743 @@
+//! [`Model`]: a [`Network`] with Keras' `compile`, `fit`, `evaluate`, `predict` and `summary`.
+
+use gradus_autograd::{Tape, Var, Variable, apply_gradients};
+use gradus_layers::LayerExt;
+use gradus_losses::Loss;
+use gradus_losses::metrics::{Mean, Metric, compile_metric};
+use gradus_optim::Optimizer;
+use gradus_tensor::{Rng, Tensor};
+
+use crate::callbacks::{Callback, TrainContext};
+use crate::compile::{IntoOptimizer, LossArg, MetricArg};
+use crate::error::{ModelError, Result};
+use crate::logs::{History, Logs};
+use crate::network::Network;
+use crate::progress::Progbar;
+
+/// How often `fit` validates (Keras' `validation_freq`): every `k` epochs (epochs `k`, `2k`, ...,
+/// counted from 1), or at the listed epochs (counted from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValidationFreq {
+    /// Every `k` epochs.
+    Every(usize),
+    /// At these epochs (1-based).
+    Epochs(Vec<usize>),
+}
+
+impl Default for ValidationFreq {
+    fn default() -> Self {
+        ValidationFreq::Every(1)
+    }
+}
+
+impl From<usize> for ValidationFreq {
+    fn from(k: usize) -> Self {
+        ValidationFreq::Every(k)
+    }
+}
+
+impl From<Vec<usize>> for ValidationFreq {
+    fn from(epochs: Vec<usize>) -> Self {
+        ValidationFreq::Epochs(epochs)
+    }
+}
+
+impl ValidationFreq {
+    /// Whether the epoch `epoch` (0-based) validates.
+    fn validates(&self, epoch: usize) -> bool {
+        match self {
+            ValidationFreq::Every(k) => (epoch + 1) % k == 0,
+            ValidationFreq::Epochs(list) => list.contains(&(epoch + 1)),
+        }
+    }
+}
+
+/// The arguments of [`Model::fit`], with Keras' defaults (`FitOptions { epochs: 10,
+/// ..Default::default() }`).
+#[derive(Debug)]
+pub struct FitOptions<'a> {
+    /// Samples per gradient step (32); the last batch of an epoch may be smaller.
+    pub batch_size: usize,
+    /// The epoch to stop before (1): epochs `initial_epoch..epochs` run.
+    pub epochs: usize,
+    /// 0 silent, 1 a progress bar per epoch (default), 2 one line per epoch.
+    pub verbose: u8,
+    /// The fraction of the samples held out for validation (0): the LAST ones, before
+    /// shuffling. In `[0, 1)`.
+    pub validation_split: f32,
+    /// Validation data `(x, y)`; overrides `validation_split`.
+    pub validation_data: Option<(&'a Tensor, &'a Tensor)>,
+    /// Which epochs validate (every epoch).
+    pub validation_freq: ValidationFreq,
+    /// The batch size of validation (`batch_size` when `None`).
+    pub validation_batch_size: Option<usize>,
+    /// Shuffle the training samples before each epoch (true), with the model's seeded RNG.
+    pub shuffle: bool,
+    /// The epoch to start from (0), to resume an earlier `fit`.
+    pub initial_epoch: usize,
+    /// Callbacks, called in order.
+    pub callbacks: Vec<&'a mut dyn Callback>,
+}
+
+impl Default for FitOptions<'_> {
+    fn default() -> Self {
+        FitOptions {
+            batch_size: 32,
+            epochs: 1,
+            verbose: 1,
+            validation_split: 0.0,
+            validation_data: None,
+            validation_freq: ValidationFreq::default(),
+            validation_batch_size: None,
+            shuffle: true,
+            initial_epoch: 0,
+            callbacks: Vec::new(),
+        }
+    }
+}
+
+/// A metric as compiled: a name waiting for the first labels, or a metric.
+#[derive(Debug)]
+pub(crate) enum MetricSlot {
+    Pending(String),
+    Ready(Box<dyn Metric>),
+}
+
+/// What `compile` sets up.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    pub(crate) optimizer: Optimizer,
+    /// The loss name, while it waits for the first labels to be resolved.
+    pub(crate) loss_name: Option<String>,
+    pub(crate) loss: Option<Box<dyn Loss>>,
+    pub(crate) metrics: Vec<MetricSlot>,
+}
+
+impl Compiled {
+    /// Resolves names for labels of shape `y_true` and predictions of shape `y_pred`.
+    fn resolve(&mut self, y_true: &[usize], y_pred: &[usize]) -> Result<()> {
+        if self.loss.is_none() {
+            let name = self.loss_name.as_deref().expect("a loss name or value");
+            self.loss = Some(gradus_losses::compile_loss(name, y_true, y_pred)?);
+        }
+        for slot in &mut self.metrics {
+            if let MetricSlot::Pending(name) = slot {
+                *slot = MetricSlot::Ready(Box::new(compile_metric(name, y_true, y_pred)?));
+            }
+        }
+        Ok(())
+    }
+
+    fn loss(&self) -> &dyn Loss {
+        self.loss.as_deref().expect("resolved before use")
+    }
+
+    fn metrics_mut(&mut self) -> impl Iterator<Item = &mut Box<dyn Metric>> {
+        self.metrics.iter_mut().filter_map(|m| match m {
+            MetricSlot::Ready(m) => Some(m),
+            MetricSlot::Pending(_) => None,
+        })
+    }
+
+    /// The metrics resolved so far.
+    pub(crate) fn metrics(&self) -> impl Iterator<Item = &dyn Metric> {
+        self.metrics.iter().filter_map(|m| match m {
+            MetricSlot::Ready(m) => Some(m.as_ref()),
+            MetricSlot::Pending(_) => None,
+        })
+    }
+
+    fn reset_metrics(&mut self) {
+        self.metrics_mut().for_each(|m| m.reset_state());
+    }
+
+    /// `loss` from the tracker, then each metric's result.
+    fn logs(&self, tracker: &Mean) -> Logs {
+        let mut logs = Logs::new();
+        logs.insert("loss", tracker.result());
+        for m in self.metrics() {
+            logs.insert(m.name(), m.result());
+        }
+        logs
+    }
+}
+
+/// A [`Network`] with Keras' training API: [`compile`](Model::compile), [`fit`](Model::fit),
+/// [`evaluate`](Model::evaluate), [`predict`](Model::predict), [`summary`](Model::summary),
+/// saving and loading. `Model<Sequential>` is Keras' `Sequential`; `Model<MyNet>` is a
+/// subclassed Keras `Model`.
+///
+/// A model holds a seeded [`Rng`] (seed 0 unless [`with_seed`](Model::with_seed)) that draws the
+/// initial weights and the shuffling order, so runs are reproducible.
+///
+/// ```
+/// use gradus_layers::{Dense, L2};
+/// use gradus_models::{FitOptions, Model, Sequential};
+/// use gradus_optim::{Optimizer, rules::Sgd};
+/// use gradus_tensor::Tensor;
+///
+/// // Two separable classes in 2-D.
+/// let x = Tensor::from_vec(vec![0.0, 0.1, 0.2, 0.0, 1.0, 0.9, 0.8, 1.0], &[4, 2])?;
+/// let y = Tensor::from_vec(vec![0.0, 0.0, 1.0, 1.0], &[4])?;
+/// let mut model = Model::new(
+///     Sequential::new().layer(Dense::new(2).activation("softmax").kernel_regularizer(L2::new(0.01))),
+/// )?;
+/// model.compile(Optimizer::builder(Sgd::default()).learning_rate(0.5).build()?,
+///               "sparse_categorical_crossentropy", ["accuracy"])?;
+/// let history = model.fit(&x, &y, FitOptions { epochs: 50, verbose: 0, ..Default::default() })?;
+/// assert!(history["loss"][49] < history["loss"][0]);
+/// assert_eq!(history.last("accuracy"), Some(1.0));
+/// let p = model.predict(&x, 32)?;
+/// assert_eq!(p.shape(), &[4, 2]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Model<N: Network> {
+    network: N,
+    pub(crate) compiled: Option<Compiled>,
+    pub(crate) rng: Rng,
+    input_shape: Option<Vec<usize>>,
+}
+
+impl<N: Network> Model<N> {
+    /// A model of `network`, built at once when the network declares its input shape.
+    ///
+    /// # Errors
+    /// Errors of building the network for its declared input shape.
+    pub fn new(network: N) -> Result<Model<N>> {
+        let mut model = Model {
+            network,
+            compiled: None,
+            rng: Rng::seed_from_u64(0),
+            input_shape: None,
+        };
+        if let Some(shape) = model.network.declared_input_shape() {
+            model.build(&shape)?;
+        }
+        Ok(model)
+    }
+
+    /// The model with its RNG reseeded; an already built model is rebuilt (new initial weights).
+    ///
+    /// # Errors
+    /// As [`build`](Model::build).
+    pub fn with_seed(mut self, seed: u64) -> Result<Model<N>> {
+        self.rng = Rng::seed_from_u64(seed);
+        if let Some(shape) = self.input_shape.take() {
+            self.network.build(&shape, &mut self.rng)?;
+            self.check_names()?;
+            self.input_shape = Some(shape);
+        }
+        Ok(self)
+    }
+
+    /// The network.
+    pub fn network(&self) -> &N {
+        &self.network
+    }
+
+    /// The network, mutably (to add layers to a `Sequential`, say). A change of architecture
+    /// is picked up by the next build (on the next data, or [`build`](Model::build)).
+    pub fn network_mut(&mut self) -> &mut N {
+        &mut self.network
+    }
+
+    /// Builds the network for inputs of `input_shape` (without the batch axis): creates the
+    /// variables of every layer not yet built for its input.
+    ///
+    /// # Errors
+    /// Errors of the layers; [`ModelError::Mismatch`] when two variables share a name (the
+    /// optimizer keys its state by name).
+    pub fn build(&mut self, input_shape: &[usize]) -> Result<()> {
+        self.network.build(input_shape, &mut self.rng)?;
+        self.check_names()?;
+        self.input_shape = Some(input_shape.to_vec());
+        Ok(())
+    }
+
+    fn check_names(&self) -> Result<()> {
+        let vars = self.network.variables();
+        for (i, v) in vars.iter().enumerate() {
+            if vars[..i].iter().any(|w| w.name() == v.name()) {
+                return Err(ModelError::mismatch(
+                    "variable names",
+                    "unique names (give layers distinct names)",
+                    format!("two variables named {:?}", v.name()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The input shape (without the batch axis) the model is built for.
+    pub fn input_shape(&self) -> Option<&[usize]> {
+        self.input_shape.as_deref()
+    }
+
+    /// Whether the model is built.
+    pub fn is_built(&self) -> bool {
+        self.input_shape.is_some() && self.network.is_built()
+    }
+
+    /// Every variable (`model.weights`).
+    pub fn variables(&self) -> Vec<Variable> {
+        self.network.variables()
+    }
+
+    /// The trainable variables.
+    pub fn trainable_variables(&self) -> Vec<Variable> {
+        self.network.trainable_variables()
+    }
+
+    /// The number of weights (`model.count_params()`).
+    pub fn count_params(&self) -> usize {
+        self.variables().iter().map(Variable::len).sum()
+    }
+
+    /// The values of every variable, in order (`model.get_weights()`).
+    pub fn get_weights(&self) -> Vec<Tensor> {
+        self.variables().iter().map(Variable::value).collect()
+    }
+
+    /// Sets every variable, in the order of [`variables`](Model::variables). Nothing changes
+    /// unless the count and every shape fit.
+    ///
+    /// # Errors
+    /// [`ModelError::NotBuilt`], or [`ModelError::Mismatch`] naming the count or the variable
+    /// and both shapes.
+    pub fn set_weights(&self, weights: &[Tensor]) -> Result<()> {
+        if !self.is_built() {
+            return Err(ModelError::NotBuilt { op: "set_weights" });
+        }
+        crate::saving::assign_all(&self.variables(), weights)
+    }
+
+    /// Configures training (Keras' `compile`): the optimizer (a value or a name such as
+    /// `"adam"`), the loss (a value or a name such as `"mse"`) and the metrics (names such as
+    /// `"accuracy"`, resolved from the shapes of the data as Keras does, or values).
+    /// Compiling again replaces the optimizer and its state.
+    ///
+    /// # Errors
+    /// An unknown optimizer, loss or metric name; the model is unchanged then.
+    pub fn compile<M: Into<MetricArg>>(
+        &mut self,
+        optimizer: impl IntoOptimizer,
+        loss: impl Into<LossArg>,
+        metrics: impl IntoIterator<Item = M>,
+    ) -> Result<()> {
+        let optimizer = optimizer.into_optimizer()?;
+        let loss = loss.into();
+        loss.validate()?;
+        let mut slots = Vec::new();
+        for m in metrics {
+            let m = m.into();
+            m.validate()?;
+            slots.push(match m {
+                MetricArg::Name(n) => MetricSlot::Pending(n),
+                MetricArg::Value(v) => MetricSlot::Ready(v),
+            });
+        }
+        let (loss_name, loss) = match loss {
+            LossArg::Name(n) => (Some(n), None),
+            LossArg::Value(v) => (None, Some(v)),
+        };
+        self.compiled = Some(Compiled {
+            optimizer,
+            loss_name,
+            loss,
+            metrics: slots,
+        });
+        Ok(())
+    }
+
+    /// Whether the model is compiled.
+    pub fn is_compiled(&self) -> bool {
+        self.compiled.is_some()
+    }
+
+    /// The optimizer, once compiled.
+    pub fn optimizer(&self) -> Option<&Optimizer> {
+        self.compiled.as_ref().map(|c| &c.optimizer)
+    }
+
+    /// The optimizer, mutably (to change its learning rate or weights between fits).
+    pub fn optimizer_mut(&mut self) -> Option<&mut Optimizer> {
+        self.compiled.as_mut().map(|c| &mut c.optimizer)
+    }
+
+    /// The loss, once resolved (at compile for a value, on the first data for a name).
+    pub fn loss(&self) -> Option<&dyn Loss> {
+        self.compiled.as_ref().and_then(|c| c.loss.as_deref())
+    }
+
+    /// Builds on the first data and checks that `x` has the model's feature shape.
+    fn prepare(&mut self, op: &'static str, x: &Tensor) -> Result<()> {
+        if x.ndim() == 0 {
+            return Err(ModelError::FeatureShape {
+                op,
+                expected: self.input_shape.clone().unwrap_or_default(),
+                got: vec![],
+            });
+        }
+        if x.shape()[0] == 0 {
+            return Err(ModelError::EmptyData {
+                op,
+                what: format!("x of shape {:?}", x.shape()),
+            });
+        }
+        match &self.input_shape {
+            Some(s) if s.as_slice() != &x.shape()[1..] => Err(ModelError::FeatureShape {
+                op,
+                expected: s.clone(),
+                got: x.shape().to_vec(),
+            }),
+            Some(s) if !self.network.is_built() => {
+                let s = s.clone();
+                self.build(&s)
+            }
+            Some(_) => Ok(()),
+            None => self.build(&x.shape()[1..]),
+        }
+    }
+
+    /// The output for a batch, untracked and in inference mode (Keras' `model(x)`).
+    ///
+    /// # Errors
+    /// As [`predict`](Model::predict).
+    pub fn call(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.prepare("call", x)?;
+        Ok(self
+            .network
+            .call(&Var::constant(x.clone()), false)?
+            .into_value())
+    }
+
+    /// The outputs for `x`, computed `batch_size` samples at a time in inference mode with no
+    /// tape (Keras' `predict`). Builds the model on its first data.
+    ///
+    /// # Errors
+    /// [`ModelError::EmptyData`], [`ModelError::FeatureShape`] when `x` does not fit the input
+    /// shape, [`ModelError::InvalidArgument`] for a zero batch size; errors of the layers.
+    pub fn predict(&mut self, x: &Tensor, batch_size: usize) -> Result<Tensor> {
+        check_batch_size(batch_size)?;
+        self.prepare("predict", x)?;
+        let n = x.shape()[0];
+        let mut outs = Vec::with_capacity(n.div_ceil(batch_size));
+        for start in (0..n).step_by(batch_size) {
+            let xb = x.slice_axis(0, start, (start + batch_size).min(n))?;
+            outs.push(self.network.call(&Var::constant(xb), false)?.into_value());
+        }
+        if outs.len() == 1 {
+            return Ok(outs.pop().expect("one batch"));
+        }
+        Ok(Tensor::concat(&outs.iter().collect::<Vec<_>>(), 0)?)
+    }
+
+    /// The loss (regularization included) and metrics on `(x, y)`, computed `batch_size`
+    /// samples at a time in inference mode (Keras' `evaluate`), averaged over samples.
+    ///
+    /// # Errors
+    /// [`ModelError::NotCompiled`], [`ModelError::LengthMismatch`], [`ModelError::EmptyData`],
+    /// [`ModelError::FeatureShape`], labels that do not fit the loss.
+    pub fn evaluate(&mut self, x: &Tensor, y: &Tensor, batch_size: usize) -> Result<Logs> {
+        check_batch_size(batch_size)?;
+        if self.compiled.is_none() {
+            return Err(ModelError::NotCompiled { op: "evaluate" });
+        }
+        check_xy("evaluate", x, y)?;
+        self.prepare("evaluate", x)?;
+        let compiled = self.compiled.as_mut().expect("checked");
+        evaluate_batches(&self.network, compiled, x, y, batch_size)
+    }
+
+    /// Trains the model (Keras' `fit`) on `x` (`[n, ...input_shape]`) and `y` (`[n, ...]`) and
+    /// returns the [`History`] of every epoch's loss, metrics and `val_` entries.
+    ///
+    /// Per batch: a forward pass under a tape, the loss plus the regularization losses, the
+    /// gradients of the trainable variables, then (the tape dropped, so the variables are
+    /// updated in place) the optimizer step. The epoch's `loss` and metrics average the batches
+    /// weighted by their sizes. `validation_split` holds out the last fraction of the samples
+    /// before shuffling. At the end, an optimizer with EMA swaps the averages in.
+    ///
+    /// # Errors
+    /// [`ModelError::NotCompiled`], [`ModelError::LengthMismatch`], [`ModelError::EmptyData`],
+    /// [`ModelError::FeatureShape`], [`ModelError::InvalidArgument`] (batch size 0, a
+    /// validation split outside `[0, 1)`, a validation frequency of 0), labels that do not fit
+    /// the loss, errors of callbacks. On error, the weights and the optimizer are as before
+    /// the call.
+    pub fn fit(&mut self, x: &Tensor, y: &Tensor, options: FitOptions<'_>) -> Result<History> {
+        if self.compiled.is_none() {
+            return Err(ModelError::NotCompiled { op: "fit" });
+        }
+        check_batch_size(options.batch_size)?;
+        if let Some(b) = options.validation_batch_size {
+            check_batch_size(b)?;
+        }
+        if !(0.0..1.0).contains(&options.validation_split) {
+            return Err(ModelError::invalid(
+                "validation_split",
+                "a fraction in [0, 1)",
+                options.validation_split,
+            ));
+        }
+        if matches!(options.validation_freq, ValidationFreq::Every(0)) {
+            return Err(ModelError::invalid(
+                "validation_freq",
+                "a positive number of epochs",
+                0,
+            ));
+        }
+        check_xy("fit", x, y)?;
+        let n = x.shape()[0];
+        let (train, val) = match options.validation_data {
+            Some((xv, yv)) => {
+                check_xy("fit (validation_data)", xv, yv)?;
+                ((x.clone(), y.clone()), Some((xv.clone(), yv.clone())))
+            }
+            None if options.validation_split > 0.0 => {
+                let split_at =
+                    (n as f64 * (1.0 - f64::from(options.validation_split))).floor() as usize;
+                if split_at == 0 || split_at == n {
+                    return Err(ModelError::EmptyData {
+                        op: "fit",
+                        what: format!(
+                            "{split_at} training and {} validation samples from {n} samples \
+                             with validation_split {}",
+                            n - split_at,
+                            options.validation_split
+                        ),
+                    });
+                }
+                (
+                    (x.slice_axis(0, 0, split_at)?, y.slice_axis(0, 0, split_at)?),
+                    Some((x.slice_axis(0, split_at, n)?, y.slice_axis(0, split_at, n)?)),
+                )
+            }
+            None => ((x.clone(), y.clone()), None),
+        };
+        self.prepare("fit", x)?;
+        if let Some((xv, _)) = &val {
+            self.prepare("fit (validation_data)", xv)?;
+        }
+        let variables = self.network.variables();
+        let backup: Vec<Tensor> = variables
+            .iter()
+            .map(|v| v.value().to_contiguous())
+            .collect();
+        let optimizer_backup = self.compiled.as_ref().expect("checked").optimizer.clone();
+        let rng_backup = self.rng.clone();
+        let result = self.fit_loop(&train, val.as_ref(), options);
+        if result.is_err() {
+            for (v, w) in variables.iter().zip(backup) {
+                v.assign(w).expect("same shapes as before");
+            }
+            self.compiled.as_mut().expect("checked").optimizer = optimizer_backup;
+            self.rng = rng_backup;
+        }
+        result
+    }
+
+    fn fit_loop(
+        &mut self,
+        (x, y): &(Tensor, Tensor),
+        val: Option<&(Tensor, Tensor)>,
+        mut options: FitOptions<'_>,
+    ) -> Result<History> {
+        let network = &self.network;
+        let compiled = self.compiled.as_mut().expect("checked by fit");
+        let rng = &mut self.rng;
+        let n = x.shape()[0];
+        let batch_size = options.batch_size;
+        let steps = n.div_ceil(batch_size);
+        let variables = network.variables();
+        let trainable: Vec<Variable> = variables
+            .iter()
+            .filter(|v| v.trainable())
+            .cloned()
+            .collect();
+        let trainable_refs: Vec<&Variable> = trainable.iter().collect();
+        let mut history = History::default();
+        let mut ctx = TrainContext::new(&mut compiled.optimizer, &variables);
+        let mut callbacks = std::mem::take(&mut options.callbacks);
+        for cb in callbacks.iter_mut() {
+            cb.on_train_begin(&mut ctx)?;
+        }
+        drop(ctx);
+        let mut tracker = Mean::new("loss");
+        let mut epoch_logs = Logs::new();
+        for epoch in options.initial_epoch..options.epochs {
+            let mut ctx = TrainContext::new(&mut compiled.optimizer, &variables);
+            for cb in callbacks.iter_mut() {
+                cb.on_epoch_begin(epoch, &mut ctx)?;
+            }
+            drop(ctx);
+            if options.verbose == 1 {
+                println!("Epoch {}/{}", epoch + 1, options.epochs);
+            }
+            let mut bar = Progbar::new(steps, options.verbose);
+            tracker.reset_state();
+            compiled.reset_metrics();
+            let order: Option<Vec<usize>> = options.shuffle.then(|| rng.permutation(n));
+            let mut stop = false;
+            for step in 0..steps {
+                let (start, end) = (step * batch_size, ((step + 1) * batch_size).min(n));
+                let mut ctx = TrainContext::new(&mut compiled.optimizer, &variables);
+                for cb in callbacks.iter_mut() {
+                    cb.on_train_batch_begin(step, &mut ctx)?;
+                }
+                drop(ctx);
+                let (xb, yb) = match &order {
+                    Some(order) => (
+                        x.gather_rows(&order[start..end])?,
+                        y.gather_rows(&order[start..end])?,
+                    ),
+                    None => (x.slice_axis(0, start, end)?, y.slice_axis(0, start, end)?),
+                };
+                let (loss, y_pred, grads) = {
+                    let tape = Tape::new();
+                    let out = network.call(&tape.constant(xb), true)?;
+                    compiled.resolve(yb.shape(), out.shape())?;
+                    let mut loss = compiled.loss().call(&yb, &out)?;
+                    if let Some(reg) = network.regularization_loss(Some(&tape))? {
+                        loss = loss.add(&reg)?;
+                    }
+                    let grads = tape.gradient(&loss, &trainable_refs)?;
+                    (loss.item()?, out.into_value(), grads)
+                }; // the tape is dropped: the step updates the variables in place
+                apply_gradients(&mut compiled.optimizer, &grads, &trainable_refs)?;
+                drop(grads);
+                tracker.update_scalar(loss, (end - start) as f32);
+                for m in compiled.metrics_mut() {
+                    m.update_state(&yb, &y_pred, None)?;
+                }
+                let logs = compiled.logs(&tracker);
+                bar.update(step + 1, &logs, false);
+                let mut ctx = TrainContext::new(&mut compiled.optimizer, &variables);
+                for cb in callbacks.iter_mut() {
+                    cb.on_train_batch_end(step, &logs, &mut ctx)?;
+                }
+                if ctx.stop_requested() {
+                    stop = true;
+                    break;
+                }
+            }
+            epoch_logs = compiled.logs(&tracker);
+            if let Some((xv, yv)) = val
+                && options.validation_freq.validates(epoch)
+            {
+                let vb = options.validation_batch_size.unwrap_or(batch_size);
+                let val_logs = evaluate_batches(network, compiled, xv, yv, vb)?;
+                for (name, value) in val_logs.iter() {
+                    epoch_logs.insert(format!("val_{name}"), value);
+                }
+            }
+            let mut ctx = TrainContext::new(&mut compiled.optimizer, &variables);
+            for cb in callbacks.iter_mut() {
+                cb.on_epoch_end(epoch, &mut epoch_logs, &mut ctx)?;
+            }
+            stop |= ctx.stop_requested();
+            drop(ctx);
+            history.record(epoch, &epoch_logs);
+            bar.finish(&epoch_logs);
+            if stop {
+                break;
+            }
+        }
+        if options.epochs > options.initial_epoch {
+            compiled
+                .optimizer
+                .finalize_variable_values(trainable.iter())?;
+        }
+        let mut ctx = TrainContext::new(&mut compiled.optimizer, &variables);
+        for cb in callbacks.iter_mut() {
+            cb.on_train_end(&epoch_logs, &mut ctx)?;
+        }
+        Ok(history)
+    }
+}
+
+/// The loss (with regularization) and metrics over `(x, y)` in inference mode.
+fn evaluate_batches<N: Network>(
+    network: &N,
+    compiled: &mut Compiled,
+    x: &Tensor,
+    y: &Tensor,
+    batch_size: usize,
+) -> Result<Logs> {
+    let n = x.shape()[0];
+    let mut tracker = Mean::new("loss");
+    compiled.reset_metrics();
+    let reg = match network.regularization_loss(None)? {
+        Some(r) => r.item()?,
+        None => 0.0,
+    };
+    for start in (0..n).step_by(batch_size) {
+        let end = (start + batch_size).min(n);
+        let (xb, yb) = (x.slice_axis(0, start, end)?, y.slice_axis(0, start, end)?);
+        let out = network.call(&Var::constant(xb), false)?;
+        compiled.resolve(yb.shape(), out.shape())?;
+        let loss = compiled.loss().call(&yb, &out)?.item()? + reg;
+        tracker.update_scalar(loss, (end - start) as f32);
+        let y_pred = out.into_value();
+        for m in compiled.metrics_mut() {
+            m.update_state(&yb, &y_pred, None)?;
+        }
+    }
+    let logs = compiled.logs(&tracker);
+    compiled.reset_metrics();
+    Ok(logs)
+}
+
+fn check_batch_size(batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        return Err(ModelError::invalid("batch_size", "a positive number", 0));
+    }
+    Ok(())
+}
+
+/// Checks that `x` and `y` hold the same, positive number of samples.
+fn check_xy(op: &'static str, x: &Tensor, y: &Tensor) -> Result<()> {
+    let (nx, ny) = (x.shape().first().copied(), y.shape().first().copied());
+    match (nx, ny) {
+        (Some(a), Some(b)) if a != b => Err(ModelError::LengthMismatch { op, x: a, y: b }),
+        (Some(0), _) | (None, _) => Err(ModelError::EmptyData {
+            op,
+            what: format!("x of shape {:?}", x.shape()),
+        }),
+        (_, None) => Err(ModelError::EmptyData {
+            op,
+            what: format!("y of shape {:?} (labels need a sample axis)", y.shape()),
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl<N: Network> Model<N> {
+    /// Each layer's name, class, output shape and parameter count, for the summary.
+    pub(crate) fn layer_rows(&self) -> Vec<(String, String, String, usize)> {
+        self.network
+            .layers()
+            .iter()
+            .map(|l| {
+                let shape = l
+                    .built_input_shape()
+                    .and_then(|s| l.output_shape(s).ok())
+                    .map(|s| {
+                        let dims: Vec<String> = s.iter().map(ToString::to_string).collect();
+                        if dims.len() == 1 {
+                            format!("(None, {})", dims[0])
+                        } else {
+                            format!("(None, {})", dims.join(", "))
+                        }
+                    })
+                    .unwrap_or_else(|| "?".to_string());
+                (
+                    l.name().to_string(),
+                    l.class_name().to_string(),
+                    shape,
+                    l.count_params(),
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,454 @@
+//! Saving and loading: weights to safetensors (tensor names = variable names), and whole models
+//! (architecture, compile configuration, weights, optimizer state, RNG) to one safetensors
+//! file whose metadata holds the JSON parts.
+//!
+//! Every file is written by [`write_file`] and read by [`read_file`], so that crash-safe writes
+//! and checksums can be added in one place.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use gradus_autograd::Variable;
+use gradus_losses::LossConfig;
+use gradus_losses::metrics::{MetricConfig, metric_from_config};
+use gradus_optim::{Optimizer, OptimizerConfig, OptimizerState};
+use gradus_tensor::{Rng, Tensor};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{ModelError, Result};
+use crate::model::{Compiled, MetricSlot, Model};
+use crate::network::{Network, NetworkConfig, Sequential};
+
+/// The `format` metadata of a whole-model file.
+const MODEL_FORMAT: &str = "gradus.model.v1";
+/// The `format` metadata of a weights file.
+const WEIGHTS_FORMAT: &str = "gradus.weights.v1";
+
+/// Sets every variable to the weight at its position, after checking the count and every shape
+/// (nothing changes unless all fit).
+pub(crate) fn assign_all(variables: &[Variable], weights: &[Tensor]) -> Result<()> {
+    if variables.len() != weights.len() {
+        return Err(ModelError::mismatch(
+            "weights",
+            format!("{} tensors (one per variable)", variables.len()),
+            format!("{} tensors", weights.len()),
+        ));
+    }
+    for (v, w) in variables.iter().zip(weights) {
+        if v.shape() != w.shape() {
+            return Err(ModelError::mismatch(
+                format!("weight {:?}", v.name()),
+                format!("shape {:?}", v.shape()),
+                format!("shape {:?}", w.shape()),
+            ));
+        }
+    }
+    for (v, w) in variables.iter().zip(weights) {
+        v.assign(w.clone())?;
+    }
+    Ok(())
+}
+
+/// Writes `tensors` (name, value) and `metadata` to a safetensors file: the one writer of this
+/// crate.
+fn write_file(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let data = t
+                .to_contiguous()
+                .to_vec()
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect();
+            (name.clone(), data, t.shape().to_vec())
+        })
+        .collect();
+    let mut views = Vec::with_capacity(bytes.len());
+    for (name, data, shape) in &bytes {
+        let view =
+            TensorView::new(Dtype::F32, shape.clone(), data).map_err(|e| format_error(path, e))?;
+        views.push((name.as_str(), view));
+    }
+    let buffer =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| format_error(path, e))?;
+    std::fs::write(path, buffer).map_err(|source| ModelError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A file read back: tensors by name and the metadata.
+struct FileContents {
+    tensors: HashMap<String, Tensor>,
+    metadata: HashMap<String, String>,
+}
+
+/// Reads a safetensors file of `f32` tensors: the one reader of this crate.
+fn read_file(path: &Path) -> Result<FileContents> {
+    let buffer = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let (_, header) = SafeTensors::read_metadata(&buffer).map_err(|e| format_error(path, e))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let file = SafeTensors::deserialize(&buffer).map_err(|e| format_error(path, e))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(ModelError::Format {
+                path: path.display().to_string(),
+                message: format!(
+                    "tensor {name:?}: expected dtype F32, got {:?}",
+                    view.dtype()
+                ),
+            });
+        }
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        tensors.insert(name, Tensor::from_vec(values, view.shape())?);
+    }
+    Ok(FileContents { tensors, metadata })
+}
+
+fn format_error(path: &Path, e: impl std::fmt::Display) -> ModelError {
+    ModelError::Format {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Writes `variables` to a safetensors file, one tensor per variable named as the variable.
+pub(crate) fn write_weights(
+    path: &Path,
+    variables: &[Variable],
+    extra: Option<HashMap<String, String>>,
+) -> Result<()> {
+    let tensors: Vec<(String, Tensor)> = variables
+        .iter()
+        .map(|v| (v.name().to_string(), v.value()))
+        .collect();
+    let mut metadata = extra.unwrap_or_default();
+    metadata
+        .entry("format".into())
+        .or_insert_with(|| WEIGHTS_FORMAT.into());
+    write_file(path, &tensors, metadata)
+}
+
+/// The weights of `variables` found in `tensors`, in order, checked by name and shape: a file of
+/// another architecture is an error naming the first difference.
+fn match_weights(
+    path: &Path,
+    variables: &[Variable],
+    tensors: &HashMap<String, Tensor>,
+) -> Result<Vec<Tensor>> {
+    let what = || format!("{}: the model's variables", path.display());
+    let mut out = Vec::with_capacity(variables.len());
+    for v in variables {
+        let t = tensors.get(v.name()).ok_or_else(|| {
+            let mut names: Vec<&String> = tensors.keys().collect();
+            names.sort();
+            ModelError::mismatch(
+                what(),
+                format!("a tensor named {:?}", v.name()),
+                format!("tensors {names:?}"),
+            )
+        })?;
+        if t.shape() != v.shape() {
+            return Err(ModelError::mismatch(
+                what(),
+                format!("{:?} of shape {:?}", v.name(), v.shape()),
+                format!("shape {:?}", t.shape()),
+            ));
+        }
+        out.push(t.clone());
+    }
+    let weight_count = tensors
+        .keys()
+        .filter(|k| !k.starts_with(OPTIMIZER_PREFIX))
+        .count();
+    if weight_count != variables.len() {
+        return Err(ModelError::mismatch(
+            what(),
+            format!("{} weight tensors", variables.len()),
+            format!("{weight_count}"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Tensors of the optimizer state carry this prefix (no variable name starts with it).
+const OPTIMIZER_PREFIX: &str = "__optimizer__/";
+
+/// The compile configuration of a saved model.
+#[derive(Debug, Serialize, Deserialize)]
+struct CompileConfig {
+    optimizer: OptimizerConfig,
+    loss_name: Option<String>,
+    loss: Option<LossConfig>,
+    metrics: Vec<SavedMetric>,
+}
+
+/// A metric of a saved model: resolved, or a name still waiting for data.
+#[derive(Debug, Serialize, Deserialize)]
+enum SavedMetric {
+    Pending(String),
+    Ready(MetricConfig),
+}
+
+fn json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| ModelError::Format {
+        path: "<model>".into(),
+        message: e.to_string(),
+    })
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    metadata: &HashMap<String, String>,
+    key: &str,
+) -> Result<T> {
+    let text = metadata
+        .get(key)
+        .ok_or_else(|| format_error(path, format!("no {key:?} entry in the metadata")))?;
+    serde_json::from_str(text).map_err(|e| format_error(path, format!("metadata {key:?}: {e}")))
+}
+
+impl<N: Network> Model<N> {
+    /// Saves the weights to a safetensors file, one tensor per variable named as the variable
+    /// (`"dense/kernel"`).
+    ///
+    /// # Errors
+    /// [`ModelError::NotBuilt`]; I/O errors.
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        if !self.is_built() {
+            return Err(ModelError::NotBuilt { op: "save_weights" });
+        }
+        write_weights(path.as_ref(), &self.variables(), None)
+    }
+
+    /// Loads weights saved by [`save_weights`](Model::save_weights) (or any safetensors file
+    /// with one `f32` tensor per variable, by name). Nothing changes unless every name and
+    /// shape fits.
+    ///
+    /// # Errors
+    /// [`ModelError::NotBuilt`]; [`ModelError::Mismatch`] naming a missing tensor or a shape
+    /// that differs (a file of another architecture); I/O and format errors.
+    pub fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        if !self.is_built() {
+            return Err(ModelError::NotBuilt { op: "load_weights" });
+        }
+        let file = read_file(path)?;
+        let variables = self.variables();
+        let weights = match_weights(path, &variables, &file.tensors)?;
+        assign_all(&variables, &weights)
+    }
+
+    /// Saves the whole model to one safetensors file: the weights as tensors, and in the
+    /// metadata the architecture (for networks with a [`config`](Network::config)), the input
+    /// shape, the compile configuration, the optimizer state, the RNG and the layers' states.
+    /// [`Model::load`] (a `Sequential`) or [`load_into`](Model::load_into) (any network) bring
+    /// it back so that `predict` gives the same outputs and `fit` goes on as if never stopped.
+    ///
+    /// # Errors
+    /// [`ModelError::NotBuilt`]; an optimizer whose learning rate is a custom schedule (not
+    /// serializable), or whose state is not finite; I/O errors.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        if !self.is_built() {
+            return Err(ModelError::NotBuilt { op: "save" });
+        }
+        let mut metadata = HashMap::new();
+        metadata.insert("format".to_string(), MODEL_FORMAT.to_string());
+        metadata.insert("network".into(), json(&self.network().config())?);
+        metadata.insert("input_shape".into(), json(&self.input_shape())?);
+        metadata.insert("rng".into(), json(&self.rng.state())?);
+        let states: HashMap<String, Value> = self
+            .network()
+            .layers()
+            .iter()
+            .filter_map(|l| l.state().map(|s| (l.name().to_string(), s)))
+            .collect();
+        metadata.insert("layer_states".into(), json(&states)?);
+        let mut tensors: Vec<(String, Tensor)> = self
+            .variables()
+            .iter()
+            .map(|v| (v.name().to_string(), v.value()))
+            .collect();
+        if let Some(c) = &self.compiled {
+            let config = CompileConfig {
+                optimizer: c.optimizer.config(),
+                loss_name: c.loss_name.clone(),
+                loss: c.loss.as_ref().map(|l| l.config()),
+                metrics: c
+                    .metrics
+                    .iter()
+                    .map(|m| match m {
+                        MetricSlot::Pending(n) => SavedMetric::Pending(n.clone()),
+                        MetricSlot::Ready(m) => SavedMetric::Ready(m.config()),
+                    })
+                    .collect(),
+            };
+            c.optimizer.config().to_json()?;
+            metadata.insert("compile".into(), json(&config)?);
+            let mut state = c.optimizer.state();
+            // The per-parameter arrays go in as tensors (exact and compact), the rest as JSON.
+            for p in &mut state.params {
+                let key = format!("{OPTIMIZER_PREFIX}{}", p.key);
+                if !p.average.is_empty() {
+                    tensors.push((
+                        format!("{key}/average"),
+                        Tensor::from_vec(std::mem::take(&mut p.average), &p.shape)?,
+                    ));
+                }
+                if !p.accumulator.is_empty() {
+                    tensors.push((
+                        format!("{key}/accumulator"),
+                        Tensor::from_vec(std::mem::take(&mut p.accumulator), &p.shape)?,
+                    ));
+                }
+                for (j, slot) in p.slots.iter_mut().enumerate() {
+                    let len = slot.len();
+                    tensors.push((
+                        format!("{key}/slot{j}"),
+                        Tensor::from_vec(std::mem::take(slot), &[len])?,
+                    ));
+                }
+            }
+            metadata.insert("optimizer_state".into(), json(&state)?);
+        }
+        write_file(path, &tensors, metadata)
+    }
+
+    /// Loads a file written by [`save`](Model::save) into this model, whose network must have
+    /// the same variables (names and shapes): the weights, the compile configuration and
+    /// optimizer state (when saved), the RNG and the layers' states. An unbuilt model is first
+    /// built for the saved input shape. Nothing changes unless everything fits.
+    ///
+    /// # Errors
+    /// [`ModelError::Mismatch`] for a file of another architecture (naming the first variable
+    /// that differs); [`ModelError::Format`] for a file that is not a whole-model file; I/O
+    /// errors; errors rebuilding the optimizer, loss or metrics.
+    pub fn load_into(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let mut file = read_file(path)?;
+        let format = file.metadata.get("format").map(String::as_str);
+        if format != Some(MODEL_FORMAT) {
+            return Err(format_error(
+                path,
+                format!(
+                    "expected a whole-model file (format {MODEL_FORMAT:?}), got format {format:?}"
+                ),
+            ));
+        }
+        let input_shape: Option<Vec<usize>> = parse(path, &file.metadata, "input_shape")?;
+        let rng: [u64; 4] = parse(path, &file.metadata, "rng")?;
+        let states: HashMap<String, Value> = parse(path, &file.metadata, "layer_states")?;
+        if !self.is_built() {
+            let shape = input_shape
+                .clone()
+                .ok_or_else(|| format_error(path, "no input shape saved"))?;
+            self.build(&shape)?;
+        } else if input_shape.as_deref() != self.input_shape() {
+            return Err(ModelError::mismatch(
+                format!("{}: input shape", path.display()),
+                format!("{:?}", self.input_shape()),
+                format!("{input_shape:?}"),
+            ));
+        }
+        let variables = self.variables();
+        let weights = match_weights(path, &variables, &file.tensors)?;
+        let compiled = match file.metadata.get("compile") {
+            None => None,
+            Some(_) => {
+                let config: CompileConfig = parse(path, &file.metadata, "compile")?;
+                let mut state: OptimizerState = parse(path, &file.metadata, "optimizer_state")?;
+                for p in &mut state.params {
+                    let key = format!("{OPTIMIZER_PREFIX}{}", p.key);
+                    let mut take = |name: &str| {
+                        file.tensors
+                            .remove(&format!("{key}/{name}"))
+                            .map(|t| t.to_vec())
+                    };
+                    p.average = take("average").unwrap_or_default();
+                    p.accumulator = take("accumulator").unwrap_or_default();
+                    let mut slots = Vec::new();
+                    while let Some(s) = take(&format!("slot{}", slots.len())) {
+                        slots.push(s);
+                    }
+                    p.slots = slots;
+                }
+                let mut optimizer = Optimizer::from_config(config.optimizer)?;
+                optimizer.load_state(&state)?;
+                let loss = match &config.loss {
+                    Some(c) => Some(gradus_losses::from_config(c)?),
+                    None => None,
+                };
+                let mut metrics = Vec::new();
+                for m in config.metrics {
+                    metrics.push(match m {
+                        SavedMetric::Pending(n) => MetricSlot::Pending(n),
+                        SavedMetric::Ready(c) => {
+                            MetricSlot::Ready(Box::new(metric_from_config(&c)?))
+                        }
+                    });
+                }
+                Some(Compiled {
+                    optimizer,
+                    loss_name: config.loss_name,
+                    loss,
+                    metrics,
+                })
+            }
+        };
+        let layers = self.network().layers();
+        for name in states.keys() {
+            if !layers.iter().any(|l| l.name() == name) {
+                return Err(ModelError::mismatch(
+                    format!("{}: layer states", path.display()),
+                    "a layer of that name",
+                    format!("state of {name:?}"),
+                ));
+            }
+        }
+        assign_all(&variables, &weights)?;
+        for l in &layers {
+            if let Some(s) = states.get(l.name()) {
+                l.set_state(s)?;
+            }
+        }
+        if compiled.is_some() {
+            self.compiled = compiled;
+        }
+        self.rng = Rng::from_state(rng);
+        Ok(())
+    }
+}
+
+impl Model<Sequential> {
+    /// Loads a `Sequential` model saved by [`save`](Model::save): rebuilds the architecture
+    /// from the file, then everything as [`load_into`](Model::load_into).
+    ///
+    /// # Errors
+    /// As [`load_into`](Model::load_into); [`ModelError::Format`] when the file holds no
+    /// `Sequential` architecture.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model<Sequential>> {
+        let path = path.as_ref();
+        let file = read_file(path)?;
+        let config: Option<NetworkConfig> = parse(path, &file.metadata, "network")?;
+        let config = config.ok_or_else(|| format_error(path, "the file holds no architecture (a custom network): use load_into on a new instance"))?;
+        let mut model = Model::new(Sequential::from_config(&config)?)?;
+        model.load_into(path)?;
+        Ok(model)
+    }
+}
