@@ -221,6 +221,13 @@ pub enum MetricFn {
         /// How many of the top predictions count.
         k: usize,
     },
+    /// [`TopKCategoricalAccuracy`](MetricFn::TopKCategoricalAccuracy) with class ids `y_true`
+    /// of shape `[...]` or `[..., 1]` (Keras' `SparseTopKCategoricalAccuracy`; default `k = 5`).
+    /// A label that is not a class id of `y_pred` is never in the top `k`.
+    SparseTopKCategoricalAccuracy {
+        /// How many of the top predictions count.
+        k: usize,
+    },
     /// `mean_c (y_pred - y_true)^2` over the last axis.
     MeanSquaredError,
     /// `mean_c |y_pred - y_true|` over the last axis.
@@ -236,6 +243,7 @@ impl MetricFn {
             MetricFn::CategoricalAccuracy => "CategoricalAccuracy",
             MetricFn::SparseCategoricalAccuracy => "SparseCategoricalAccuracy",
             MetricFn::TopKCategoricalAccuracy { .. } => "TopKCategoricalAccuracy",
+            MetricFn::SparseTopKCategoricalAccuracy { .. } => "SparseTopKCategoricalAccuracy",
             MetricFn::MeanSquaredError => "MeanSquaredError",
             MetricFn::MeanAbsoluteError => "MeanAbsoluteError",
         }
@@ -249,6 +257,7 @@ impl MetricFn {
             MetricFn::CategoricalAccuracy => "categorical_accuracy",
             MetricFn::SparseCategoricalAccuracy => "sparse_categorical_accuracy",
             MetricFn::TopKCategoricalAccuracy { .. } => "top_k_categorical_accuracy",
+            MetricFn::SparseTopKCategoricalAccuracy { .. } => "sparse_top_k_categorical_accuracy",
             MetricFn::MeanSquaredError => "mean_squared_error",
             MetricFn::MeanAbsoluteError => "mean_absolute_error",
         }
@@ -290,23 +299,21 @@ impl MetricFn {
                 })
             }
             MetricFn::SparseCategoricalAccuracy => {
-                let (ts, ps) = squeeze_or_expand(y_true.shape(), y_pred.shape());
-                let ts = match ts.split_last() {
-                    Some((&1, lead)) if ts.len() == ps.len() => lead.to_vec(),
-                    _ => ts,
-                };
-                let fits = matches!(ps.split_last(), Some((&c, lead)) if c > 0 && lead == ts);
-                if !fits {
-                    return Err(mismatch(
-                        op,
-                        y_true,
-                        y_pred,
-                        "y_pred [..., C] with C >= 1 and class ids y_true [...] or [..., 1]",
-                    ));
-                }
-                let labels = y_true.to_vec();
-                let p = reshaped(y_pred, &ps)?;
+                let (labels, p) = sparse_rows(op, y_true, y_pred)?;
                 per_row_values(&p, |r, row| indicator(labels[r] == argmax(row) as f32))
+            }
+            MetricFn::SparseTopKCategoricalAccuracy { k } => {
+                let (labels, p) = sparse_rows(op, y_true, y_pred)?;
+                per_row_values(&p, |r, row| {
+                    let label = labels[r];
+                    let valid =
+                        label >= 0.0 && label.fract() == 0.0 && (label as usize) < row.len();
+                    let in_top = valid && {
+                        let target = row[label as usize];
+                        row.iter().filter(|&&v| v > target).count() < k
+                    };
+                    indicator(in_top)
+                })
             }
             MetricFn::MeanSquaredError => {
                 let p = Var::constant(y_pred.clone());
@@ -346,6 +353,21 @@ fn argmax(row: &[f32]) -> usize {
         }
     }
     best
+}
+
+/// The class ids of `y_true` (shape `[...]` or `[..., 1]`) and `y_pred` shaped `[..., C]`,
+/// `C >= 1`, after Keras' rank alignment.
+fn sparse_rows(op: &str, y_true: &Tensor, y_pred: &Tensor) -> Result<(Vec<f32>, Tensor)> {
+    let (ts, ps) = squeeze_or_expand(y_true.shape(), y_pred.shape());
+    let ts = match ts.split_last() {
+        Some((&1, lead)) if ts.len() == ps.len() => lead.to_vec(),
+        _ => ts,
+    };
+    if !matches!(ps.split_last(), Some((&c, lead)) if c > 0 && lead == ts) {
+        let expected = "y_pred [..., C] with C >= 1 and class ids y_true [...] or [..., 1]";
+        return Err(mismatch(op, y_true, y_pred, expected));
+    }
+    Ok((y_true.to_vec(), reshaped(y_pred, &ps)?))
 }
 
 /// `y_true == map(y_pred)` elementwise after aligning ranks, averaged over the last axis.
@@ -463,7 +485,8 @@ impl Metric for MeanMetricWrapper {
                 _ => None,
             },
             k: match self.function {
-                MetricFn::TopKCategoricalAccuracy { k } => Some(k),
+                MetricFn::TopKCategoricalAccuracy { k }
+                | MetricFn::SparseTopKCategoricalAccuracy { k } => Some(k),
                 _ => None,
             },
         }
@@ -480,24 +503,25 @@ pub struct MetricConfig {
     /// The threshold of `BinaryAccuracy` (default 0.5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f32>,
-    /// The `k` of `TopKCategoricalAccuracy` (default 5).
+    /// The `k` of the top-k accuracies (default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<usize>,
 }
 
 /// Keras' class names of the built-in metrics.
-pub const METRIC_CLASSES: [&str; 7] = [
+pub const METRIC_CLASSES: [&str; 8] = [
     "Accuracy",
     "BinaryAccuracy",
     "CategoricalAccuracy",
     "SparseCategoricalAccuracy",
     "TopKCategoricalAccuracy",
+    "SparseTopKCategoricalAccuracy",
     "MeanSquaredError",
     "MeanAbsoluteError",
 ];
 
 /// Every identifier [`get_metric`] accepts (class names, snake_case names, aliases).
-pub const METRIC_NAMES: [&str; 18] = [
+pub const METRIC_NAMES: [&str; 20] = [
     "Accuracy",
     "accuracy",
     "BinaryAccuracy",
@@ -508,6 +532,8 @@ pub const METRIC_NAMES: [&str; 18] = [
     "sparse_categorical_accuracy",
     "TopKCategoricalAccuracy",
     "top_k_categorical_accuracy",
+    "SparseTopKCategoricalAccuracy",
+    "sparse_top_k_categorical_accuracy",
     "MeanSquaredError",
     "mean_squared_error",
     "mse",
@@ -526,6 +552,7 @@ fn function_of_class(class: &str) -> Option<MetricFn> {
         "CategoricalAccuracy" => MetricFn::CategoricalAccuracy,
         "SparseCategoricalAccuracy" => MetricFn::SparseCategoricalAccuracy,
         "TopKCategoricalAccuracy" => MetricFn::TopKCategoricalAccuracy { k: 5 },
+        "SparseTopKCategoricalAccuracy" => MetricFn::SparseTopKCategoricalAccuracy { k: 5 },
         "MeanSquaredError" => MetricFn::MeanSquaredError,
         "MeanAbsoluteError" => MetricFn::MeanAbsoluteError,
         _ => return None,
@@ -548,6 +575,7 @@ pub fn get_metric(identifier: &str) -> Result<MeanMetricWrapper> {
         "categorical_accuracy" => "CategoricalAccuracy",
         "sparse_categorical_accuracy" => "SparseCategoricalAccuracy",
         "top_k_categorical_accuracy" => "TopKCategoricalAccuracy",
+        "sparse_top_k_categorical_accuracy" => "SparseTopKCategoricalAccuracy",
         "mean_squared_error" => "MeanSquaredError",
         "mean_absolute_error" => "MeanAbsoluteError",
         other => other,
@@ -582,6 +610,11 @@ pub fn metric_from_config(config: &MetricConfig) -> Result<MeanMetricWrapper> {
         Some(MetricFn::TopKCategoricalAccuracy { .. }) => MetricFn::TopKCategoricalAccuracy {
             k: config.k.unwrap_or(5),
         },
+        Some(MetricFn::SparseTopKCategoricalAccuracy { .. }) => {
+            MetricFn::SparseTopKCategoricalAccuracy {
+                k: config.k.unwrap_or(5),
+            }
+        }
         Some(f) => f,
         None => {
             return Err(LossError::UnknownName {

@@ -116,8 +116,9 @@ fn accuracies_match_naive_references_over_batches() {
         MeanMetricWrapper::new(MetricFn::SparseCategoricalAccuracy),
         MeanMetricWrapper::new(MetricFn::TopKCategoricalAccuracy { k }),
         MeanMetricWrapper::new(MetricFn::BinaryAccuracy { threshold: 0.3 }),
+        MeanMetricWrapper::new(MetricFn::SparseTopKCategoricalAccuracy { k }),
     ];
-    let mut totals = [(0.0f64, 0.0f64); 4];
+    let mut totals = [(0.0f64, 0.0f64); 5];
     for n in [7, 13] {
         let pred = Tensor::rand_uniform(&[n, c], 0.0, 1.0, &mut rng);
         let ids: Vec<f32> = (0..n)
@@ -134,6 +135,8 @@ fn accuracies_match_naive_references_over_batches() {
         metrics[3]
             .update_state(&bin_labels, &pred, Some(&wt))
             .unwrap();
+        let column = labels.reshape(&[n, 1]).unwrap();
+        metrics[4].update_state(&column, &pred, Some(&wt)).unwrap();
         let p = pred.to_vec();
         let b = bin_labels.to_vec();
         for r in 0..n {
@@ -147,7 +150,7 @@ fn accuracies_match_naive_references_over_batches() {
                 .sum::<f64>()
                 / c as f64;
             let w = f64::from(w[r]);
-            for (total, v) in totals.iter_mut().zip([hit, hit, in_top, bin]) {
+            for (total, v) in totals.iter_mut().zip([hit, hit, in_top, bin, in_top]) {
                 total.0 += v * w;
                 total.1 += w;
             }
