@@ -12,7 +12,8 @@
 //!   [`BinaryCrossentropy`], [`CategoricalCrossentropy`], [`SparseCategoricalCrossentropy`],
 //!   [`Huber`], [`KLDivergence`]; by Keras name with [`get`] (`"mse"`, `"binary_crossentropy"`,
 //!   `"kld"`, ...); serialisable configs ([`LossConfig`], [`from_config`]).
-//! - Each built-in loss is ONE fused operation on the tape with a hand-written gradient: the
+//! - Each built-in loss computes its per-sample values in ONE fused operation on the tape, with a
+//!   hand-written gradient (the weighting and reduction add two or three small nodes): the
 //!   cross-entropies from logits use the stable softmax / sigmoid forms; from probabilities they
 //!   clip to `[1e-7, 1 - 1e-7]` exactly as Keras, gradient included.
 //! - [`metrics`]: the [`Metric`](metrics::Metric) trait, the running [`Mean`](metrics::Mean)

@@ -58,8 +58,22 @@ pub trait Loss: std::fmt::Debug + Send + Sync {
     /// How [`call`](Loss::call) reduces the per-sample losses.
     fn reduction(&self) -> Reduction;
 
-    /// The configuration that [`from_config`] turns back into this loss.
+    /// The configuration of this loss; for the built-in losses, [`from_config`] turns it back
+    /// into an equal loss.
     fn config(&self) -> LossConfig;
+
+    /// The same loss computed from logits, for a cross-entropy that takes probabilities: what
+    /// Keras' TensorFlow backend substitutes when the predictions come straight out of a softmax
+    /// or sigmoid (`_get_logits` reads the logits saved on the activation's output), so that
+    /// `Dense(10, activation="softmax")` followed by `SparseCategoricalCrossentropy()` is computed
+    /// stably from the Dense's pre-activation, without clipping. A model whose output layer ends
+    /// in the matching activation (softmax for the categorical cross-entropies, sigmoid for the
+    /// binary one) calls this loss on the pre-activation to reproduce Keras' numbers.
+    ///
+    /// `None` (the default) for losses without a logits form or already from logits.
+    fn logits_counterpart(&self) -> Option<Box<dyn Loss>> {
+        None
+    }
 
     /// The loss, reduced: a scalar for [`Reduction::SumOverBatchSize`] (the default),
     /// [`Reduction::Sum`] and [`Reduction::MeanWithSampleWeight`], the per-sample losses for

@@ -121,6 +121,10 @@ impl Loss for BinaryCrossentropy {
         }
     }
 
+    fn logits_counterpart(&self) -> Option<Box<dyn Loss>> {
+        (!self.from_logits).then(|| Box::new(self.clone().from_logits(true)) as Box<dyn Loss>)
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -242,6 +246,10 @@ impl Loss for CategoricalCrossentropy {
             }
             loss
         })
+    }
+
+    fn logits_counterpart(&self) -> Option<Box<dyn Loss>> {
+        (!self.from_logits).then(|| Box::new(self.clone().from_logits(true)) as Box<dyn Loss>)
     }
 
     fn name(&self) -> &str {
@@ -378,6 +386,10 @@ impl Loss for SparseCategoricalCrossentropy {
             }
             sum.ln() - uk.ln()
         })
+    }
+
+    fn logits_counterpart(&self) -> Option<Box<dyn Loss>> {
+        (!self.from_logits).then(|| Box::new(self.clone().from_logits(true)) as Box<dyn Loss>)
     }
 
     fn name(&self) -> &str {

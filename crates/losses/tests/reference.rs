@@ -557,3 +557,66 @@ fn gradients_match_finite_differences() {
         }
     }
 }
+
+/// Keras substitutes the logits of a softmax / sigmoid output for the probabilities: the
+/// counterpart on logits equals the loss on probabilities while nothing saturates, and stays
+/// exact (unclipped) when it does.
+#[test]
+fn logits_counterpart_matches_probabilities_until_saturation() {
+    let mut r = rng();
+    let logits = Tensor::rand_normal(&[5, 4], 0.0, 2.0, &mut r);
+    let ids = class_ids(5, 4, 30);
+    let onehot = one_hot(&ids, 4);
+    let softmax = logits.softmax(-1).unwrap();
+    let x = Var::constant(logits.clone());
+    let pairs: Vec<(Box<dyn Loss>, &Tensor)> = vec![
+        (Box::new(SparseCategoricalCrossentropy::new()), &ids),
+        (
+            Box::new(CategoricalCrossentropy::new().label_smoothing(0.1)),
+            &onehot,
+        ),
+    ];
+    for (loss, labels) in pairs {
+        let counterpart = loss.logits_counterpart().unwrap();
+        assert_eq!(counterpart.config().from_logits, Some(true));
+        assert!(counterpart.logits_counterpart().is_none());
+        let a = loss
+            .call(labels, &Var::constant(softmax.clone()))
+            .unwrap()
+            .item()
+            .unwrap();
+        let b = counterpart.call(labels, &x).unwrap().item().unwrap();
+        assert!((a - b).abs() < 1e-5 * b.abs(), "{a} vs {b}");
+    }
+    let z = binary_labels(&[5, 4], 31);
+    let bce = BinaryCrossentropy::new();
+    let a = bce
+        .call(&z, &Var::constant(logits.sigmoid()))
+        .unwrap()
+        .item()
+        .unwrap();
+    let b = bce
+        .logits_counterpart()
+        .unwrap()
+        .call(&z, &x)
+        .unwrap()
+        .item()
+        .unwrap();
+    assert!((a - b).abs() < 1e-5 * b.abs(), "{a} vs {b}");
+    // Saturated: a logit margin of 40 for the wrong class. From probabilities the loss is capped
+    // at -ln(1e-7) = 16.1; from logits it is the exact 40.
+    let wrong = Tensor::from_vec(vec![40.0, 0.0], &[1, 2]).unwrap();
+    let label = Tensor::from_vec(vec![1.0], &[1]).unwrap();
+    let scce = SparseCategoricalCrossentropy::new();
+    let capped = scce
+        .call(&label, &Var::constant(wrong.softmax(-1).unwrap()))
+        .unwrap();
+    let exact = scce
+        .logits_counterpart()
+        .unwrap()
+        .call(&label, &Var::constant(wrong))
+        .unwrap();
+    assert!((capped.item().unwrap() - 16.118_095).abs() < 1e-3);
+    assert!((exact.item().unwrap() - 40.0).abs() < 1e-5);
+    assert!(MeanSquaredError::new().logits_counterpart().is_none());
+}
