@@ -19,6 +19,22 @@ pub(crate) fn sum_f64(x: &[f32]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
+/// Folds a non-empty slice with `f` over eight interleaved lanes (so the loop vectorises), then
+/// folds the lanes. `f` must be associative and commutative up to NaN propagation (max, min).
+#[inline]
+fn fold_lanes(x: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [x[0]; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = f(*a, v);
+        }
+    }
+    let lanes = acc.iter().copied().fold(x[0], &f);
+    tail.iter().copied().fold(lanes, f)
+}
+
 /// `max(a, b)` that propagates NaN from `b` (and keeps a NaN `a`).
 #[inline]
 fn max_nan(a: f32, b: f32) -> f32 {
@@ -57,8 +73,8 @@ fn reduce_block(x: &[f32], outer: usize, r: usize, inner: usize, kind: Kind) -> 
         if inner == 1 {
             out.push(match kind {
                 Kind::Sum => sum_f64(block) as f32,
-                Kind::Max => block.iter().copied().fold(block[0], max_nan),
-                Kind::Min => block.iter().copied().fold(block[0], min_nan),
+                Kind::Max => fold_lanes(block, max_nan),
+                Kind::Min => fold_lanes(block, min_nan),
             });
             continue;
         }
@@ -273,18 +289,21 @@ impl Tensor {
 
     /// Largest element (NaN for an empty tensor or when any element is NaN).
     pub fn max_all(&self) -> f32 {
-        self.data.iter().copied().fold(
-            self.data.iter().next().copied().unwrap_or(f32::NAN),
-            max_nan,
-        )
+        self.fold_all(max_nan)
     }
 
     /// Smallest element (NaN for an empty tensor or when any element is NaN).
     pub fn min_all(&self) -> f32 {
-        self.data.iter().copied().fold(
-            self.data.iter().next().copied().unwrap_or(f32::NAN),
-            min_nan,
-        )
+        self.fold_all(min_nan)
+    }
+
+    /// Folds every element with `f` (NaN when empty).
+    fn fold_all(&self, f: fn(f32, f32) -> f32) -> f32 {
+        match (self.as_slice(), self.data.iter().next()) {
+            (_, None) => f32::NAN,
+            (Some(s), _) => fold_lanes(s, f),
+            (None, Some(&first)) => self.data.iter().copied().fold(first, f),
+        }
     }
 
     /// Euclidean norm of all elements, `sqrt(sum_i x_i^2)`, accumulated in f64.
