@@ -136,6 +136,9 @@ pub struct LossConfig {
     /// The threshold between the quadratic and linear parts (Huber only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<f32>,
+    /// A class id whose samples are ignored (sparse categorical cross-entropy only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_class: Option<i64>,
 }
 
 impl LossConfig {
@@ -148,6 +151,7 @@ impl LossConfig {
             from_logits: None,
             label_smoothing: None,
             delta: None,
+            ignore_class: None,
         }
     }
 }
@@ -303,6 +307,7 @@ pub fn from_config(config: &LossConfig) -> Result<Box<dyn Loss>> {
         "SparseCategoricalCrossentropy" => Box::new(
             SparseCategoricalCrossentropy::new()
                 .from_logits(logits)
+                .ignore_class(config.ignore_class)
                 .with_name(name)
                 .with_reduction(r),
         ),

@@ -12,7 +12,9 @@ use gradus_tensor::Tensor;
 use crate::error::{LossError, Result};
 use crate::kernel::{mean_of_elements, per_row};
 use crate::loss::{Loss, LossConfig, align, align_same_shape, check_label_smoothing, loss_common};
-use crate::reduction::{Reduction, reshaped};
+use crate::reduction::{
+    Reduction, check_finite, reduce_weighted_values, reshaped, squeeze_or_expand,
+};
 
 /// Keras' `backend.epsilon()`: the clipping margin of probabilities.
 pub const EPSILON: f32 = 1e-7;
@@ -298,6 +300,9 @@ fn check_positive_rows(op: &str, p: &Tensor, classes: usize) -> Result<()> {
 /// - from logits `x` (fused, stable): `loss = logsumexp(x) - x_k`; gradient
 ///   `softmax(x) - onehot(k)`.
 ///
+/// With [`ignore_class`](SparseCategoricalCrossentropy::ignore_class), samples of that label
+/// get a loss and a gradient of 0 and are left out of the mean.
+///
 /// Shapes: `y_pred` `[..., C]`; `y_true` the class ids as `f32`, of shape `[...]` or `[..., 1]`;
 /// per-sample output `[...]`.
 ///
@@ -309,6 +314,7 @@ pub struct SparseCategoricalCrossentropy {
     name: String,
     reduction: Reduction,
     from_logits: bool,
+    ignore_class: Option<i64>,
 }
 
 impl SparseCategoricalCrossentropy {
@@ -318,7 +324,16 @@ impl SparseCategoricalCrossentropy {
             name: "sparse_categorical_crossentropy".into(),
             reduction: Reduction::default(),
             from_logits: false,
+            ignore_class: None,
         }
+    }
+
+    /// A class id to ignore (Keras' `ignore_class`, e.g. a "void" class in segmentation; it may
+    /// lie outside `0..C`): samples with that label contribute no loss and no gradient, and the
+    /// default reduction averages over the other samples only. Default `None`.
+    pub fn ignore_class(mut self, class: Option<i64>) -> Self {
+        self.ignore_class = class;
+        self
     }
 
     /// Whether `y_pred` holds logits (default false: probabilities).
@@ -333,45 +348,60 @@ loss_common!(
     "sparse_categorical_crossentropy"
 );
 
-impl Loss for SparseCategoricalCrossentropy {
-    fn per_sample<'t>(&self, y_true: &Tensor, y_pred: &Var<'t>) -> Result<Var<'t>> {
+impl SparseCategoricalCrossentropy {
+    /// The class ids (aligned to `[...]`), the predictions (`[..., C]`) and `C`, checked.
+    fn labels<'t>(&self, y_true: &Tensor, y_pred: &Var<'t>) -> Result<(Tensor, Var<'t>, usize)> {
         let (t, p) = align(&self.name, y_true, y_pred)?;
         let t = match t.shape().split_last() {
             Some((&1, lead)) if t.ndim() == p.ndim() => reshaped(&t, lead)?,
             _ => t,
         };
-        let classes = match p.shape().split_last() {
-            Some((&c, lead)) if c > 0 && lead == t.shape() => c,
-            _ => {
-                return Err(LossError::ShapeMismatch {
-                    op: self.name.clone(),
-                    y_true: y_true.shape().to_vec(),
-                    y_pred: y_pred.shape().to_vec(),
-                    expected: "y_pred [..., C] with C >= 1 and class ids y_true [...] or [..., 1]"
-                        .into(),
-                });
+        match p.shape().split_last() {
+            Some((&c, lead)) if c > 0 && lead == t.shape() => {
+                check_class_ids(&self.name, &t, c, self.ignored())?;
+                Ok((t, p, c))
             }
-        };
-        check_class_ids(&self.name, &t, classes)?;
-        if self.from_logits {
-            return per_row(
-                "sparse_categorical_crossentropy",
-                &t,
-                &p,
-                |k, x, mut grad| {
-                    let k = k[0] as usize;
-                    let (lse, sum) = log_sum_exp(x, grad.as_deref_mut());
-                    if let Some(grad) = grad {
-                        // grad holds e^(x - max): softmax = grad / sum.
-                        grad.iter_mut()
-                            .for_each(|g| *g = (f64::from(*g) / sum) as f32);
-                        grad[k] -= 1.0;
-                    }
-                    lse - f64::from(x[k])
-                },
-            );
+            _ => Err(LossError::ShapeMismatch {
+                op: self.name.clone(),
+                y_true: y_true.shape().to_vec(),
+                y_pred: y_pred.shape().to_vec(),
+                expected: "y_pred [..., C] with C >= 1 and class ids y_true [...] or [..., 1]"
+                    .into(),
+            }),
         }
-        per_row("sparse_categorical_crossentropy", &t, &p, |k, p, grad| {
+    }
+
+    /// The ignored class id as a label value.
+    fn ignored(&self) -> Option<f32> {
+        self.ignore_class.map(|k| k as f32)
+    }
+}
+
+impl Loss for SparseCategoricalCrossentropy {
+    fn per_sample<'t>(&self, y_true: &Tensor, y_pred: &Var<'t>) -> Result<Var<'t>> {
+        let (t, p, _) = self.labels(y_true, y_pred)?;
+        let ignored = self.ignored();
+        let op = "sparse_categorical_crossentropy";
+        if self.from_logits {
+            return per_row(op, &t, &p, move |k, x, mut grad| {
+                if Some(k[0]) == ignored {
+                    return 0.0;
+                }
+                let k = k[0] as usize;
+                let (lse, sum) = log_sum_exp(x, grad.as_deref_mut());
+                if let Some(grad) = grad {
+                    // grad holds e^(x - max): softmax = grad / sum.
+                    grad.iter_mut()
+                        .for_each(|g| *g = (f64::from(*g) / sum) as f32);
+                    grad[k] -= 1.0;
+                }
+                lse - f64::from(x[k])
+            });
+        }
+        per_row(op, &t, &p, move |k, p, grad| {
+            if Some(k[0]) == ignored {
+                return 0.0;
+            }
             let k = k[0] as usize;
             let u = |v: f32| clip(v, EPSILON, ONE_MINUS_EPSILON);
             let sum: f64 = p.iter().map(|&v| f64::from(u(v).0)).sum();
@@ -386,6 +416,47 @@ impl Loss for SparseCategoricalCrossentropy {
             }
             sum.ln() - uk.ln()
         })
+    }
+
+    /// As the provided method; with `ignore_class`, the samples of that class are masked as in
+    /// Keras' `apply_mask`: their weight becomes 0 and, for
+    /// [`Reduction::SumOverBatchSize`], the others' weight `total / valid`, so that the loss is
+    /// the mean over the valid samples.
+    fn call_weighted<'t>(
+        &self,
+        y_true: &Tensor,
+        y_pred: &Var<'t>,
+        sample_weight: Option<&Tensor>,
+    ) -> Result<Var<'t>> {
+        let values = self.per_sample(y_true, y_pred)?;
+        let Some(ignored) = self.ignored() else {
+            return reduce_weighted_values(&self.name, values, sample_weight, self.reduction);
+        };
+        let (labels, _, _) = self.labels(y_true, y_pred)?;
+        let mut mask = labels.map(|y| if y == ignored { 0.0 } else { 1.0 });
+        if self.reduction == Reduction::SumOverBatchSize {
+            let valid = mask.sum_all();
+            let scale = if valid > 0.0 {
+                mask.len() as f32 / valid
+            } else {
+                0.0
+            };
+            mask = mask.mul_scalar(scale);
+        }
+        let weights = match sample_weight {
+            None => mask,
+            Some(w) => {
+                check_finite(&self.name, "sample_weight", w)?;
+                let (ms, ws) = squeeze_or_expand(mask.shape(), w.shape());
+                let product = reshaped(&mask, &ms)?.mul(&reshaped(w, &ws)?);
+                product.map_err(|_| LossError::SampleWeightShape {
+                    op: self.name.clone(),
+                    values: values.shape().to_vec(),
+                    weights: w.shape().to_vec(),
+                })?
+            }
+        };
+        reduce_weighted_values(&self.name, values, Some(&weights), self.reduction)
     }
 
     fn logits_counterpart(&self) -> Option<Box<dyn Loss>> {
@@ -403,18 +474,21 @@ impl Loss for SparseCategoricalCrossentropy {
     fn config(&self) -> LossConfig {
         LossConfig {
             from_logits: Some(self.from_logits),
+            ignore_class: self.ignore_class,
             ..LossConfig::base("SparseCategoricalCrossentropy", &self.name, self.reduction)
         }
     }
 }
 
 /// An error for the first label that is not a whole number in `0..classes`.
-pub(crate) fn check_class_ids(op: &str, labels: &Tensor, classes: usize) -> Result<()> {
+/// `ignored` (the ignored class, if any) is accepted wherever it is.
+fn check_class_ids(op: &str, labels: &Tensor, classes: usize, ignored: Option<f32>) -> Result<()> {
+    let valid = |y: f32| y >= 0.0 && y.fract() == 0.0 && (y as usize) < classes;
     let bad = labels
         .to_vec()
         .into_iter()
         .enumerate()
-        .find(|&(_, y)| !(y >= 0.0 && y.fract() == 0.0 && (y as usize) < classes));
+        .find(|&(_, y)| !valid(y) && Some(y) != ignored);
     match bad {
         None => Ok(()),
         Some((index, label)) => Err(LossError::LabelOutOfRange {

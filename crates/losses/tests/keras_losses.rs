@@ -75,6 +75,7 @@ fn loss_config(case: &Value) -> LossConfig {
         from_logits: cfg["from_logits"].as_bool(),
         label_smoothing: cfg["label_smoothing"].as_f64().map(|x| x as f32),
         delta: cfg["delta"].as_f64().map(|x| x as f32),
+        ignore_class: cfg["ignore_class"].as_i64(),
     }
 }
 

@@ -620,3 +620,87 @@ fn logits_counterpart_matches_probabilities_until_saturation() {
     assert!((exact.item().unwrap() - 40.0).abs() < 1e-5);
     assert!(MeanSquaredError::new().logits_counterpart().is_none());
 }
+
+/// Keras' `ignore_class`: masked samples give 0 loss and 0 gradient; the default reduction
+/// averages over the valid samples (`apply_mask` scales the mask by total / valid), `sum` sums
+/// them, `mean_with_sample_weight` divides by the valid weights.
+#[test]
+fn ignore_class_masks_samples_as_keras() {
+    let mut r = rng();
+    let logits = Tensor::rand_normal(&[4, 3], 0.0, 2.0, &mut r);
+    let labels = Tensor::from_vec(vec![0.0, 255.0, 2.0, 255.0], &[4]).unwrap();
+    let w = Tensor::from_vec(vec![0.5, 3.0, 2.0, 1.0], &[4]).unwrap();
+    // Per-sample losses of the valid samples, from the loss without ignore_class.
+    let valid_labels = Tensor::from_vec(vec![0.0, 0.0, 2.0, 0.0], &[4]).unwrap();
+    for from_logits in [true, false] {
+        let x = if from_logits {
+            logits.clone()
+        } else {
+            logits.softmax(-1).unwrap()
+        };
+        let plain = SparseCategoricalCrossentropy::new()
+            .from_logits(from_logits)
+            .with_reduction(Reduction::None);
+        let per = plain
+            .call(&valid_labels, &Var::constant(x.clone()))
+            .unwrap()
+            .into_value()
+            .to_vec();
+        let (l0, l2) = (per[0], per[2]);
+        let masked = SparseCategoricalCrossentropy::new()
+            .from_logits(from_logits)
+            .ignore_class(Some(255));
+        let expect = |r: Reduction, w: Option<&Tensor>| -> f32 {
+            let (w0, w2) = w.map_or((1.0, 1.0), |w| (w.to_vec()[0], w.to_vec()[2]));
+            match r {
+                Reduction::SumOverBatchSize => (l0 * w0 + l2 * w2) / 2.0,
+                Reduction::Sum => l0 * w0 + l2 * w2,
+                Reduction::MeanWithSampleWeight => (l0 * w0 + l2 * w2) / (w0 + w2),
+                Reduction::None => unreachable!(),
+            }
+        };
+        for r in [
+            Reduction::SumOverBatchSize,
+            Reduction::Sum,
+            Reduction::MeanWithSampleWeight,
+        ] {
+            for weights in [None, Some(&w)] {
+                let loss = masked.clone().with_reduction(r);
+                let tape = Tape::new();
+                let p = tape.watch_tensor(x.clone());
+                let v = loss.call_weighted(&labels, &p, weights).unwrap();
+                let got = v.item().unwrap();
+                let want = expect(r, weights);
+                assert!(
+                    (got - want).abs() < 1e-5 * want.abs(),
+                    "{r} {from_logits}: {got} vs {want}"
+                );
+                let g = tape.gradient_wrt(&v, &[&p]).unwrap()[0]
+                    .clone()
+                    .unwrap()
+                    .to_vec();
+                assert!(g[3..6].iter().chain(&g[9..12]).all(|&v| v == 0.0), "{g:?}");
+                assert!(g[0..3].iter().any(|&v| v != 0.0));
+            }
+        }
+        let none = masked.clone().with_reduction(Reduction::None);
+        let v = none
+            .call(&labels, &Var::constant(x.clone()))
+            .unwrap()
+            .into_value()
+            .to_vec();
+        assert_eq!((v[1], v[3]), (0.0, 0.0));
+        assert!((v[0] - l0).abs() < 1e-6 && (v[2] - l2).abs() < 1e-6);
+        // A label out of range that is not the ignored one is still an error.
+        let bad = Tensor::from_vec(vec![0.0, 3.0, 2.0, 255.0], &[4]).unwrap();
+        assert!(masked.call(&bad, &Var::constant(x)).is_err());
+    }
+    let config = SparseCategoricalCrossentropy::new()
+        .ignore_class(Some(255))
+        .config();
+    assert_eq!(config.ignore_class, Some(255));
+    assert_eq!(
+        gradus_losses::from_config(&config).unwrap().config(),
+        config
+    );
+}
