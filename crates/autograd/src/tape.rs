@@ -2,6 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::ops::Range;
 
 use gradus_tensor::Tensor;
 
@@ -21,14 +22,57 @@ pub(crate) type BackwardFn = Box<dyn Fn(&Tensor, &[bool]) -> Result<Vec<Option<T
 struct Node {
     /// The operation's name, for error messages (`"leaf"` for leaves).
     op: &'static str,
-    /// The output's shape: every gradient flowing into this node must have it.
-    shape: Vec<usize>,
-    /// One entry per input of the operation: the input's node, `None` for an untracked input.
-    parents: Box<[Option<NodeId>]>,
+    /// The output's shape (a range of [`Arena::dims`]): every gradient flowing into this node
+    /// must have it.
+    shape: Range<usize>,
+    /// One entry per input of the operation (a range of [`Arena::edges`]): the input's node,
+    /// `None` for an untracked input.
+    parents: Range<usize>,
     /// The backward rule; `None` for leaves and after a non-persistent tape was released.
     backward: Option<BackwardFn>,
     /// For leaves created by [`Tape::watch`], the variable watched.
     variable: Option<VariableId>,
+}
+
+/// The nodes, with their shapes and parents stored back to back in two shared vectors, so that
+/// recording an operation allocates nothing but its rule.
+#[derive(Default)]
+struct Arena {
+    nodes: Vec<Node>,
+    edges: Vec<Option<NodeId>>,
+    dims: Vec<usize>,
+}
+
+impl Arena {
+    fn push(
+        &mut self,
+        op: &'static str,
+        shape: &[usize],
+        parents: impl IntoIterator<Item = Option<NodeId>>,
+        backward: Option<BackwardFn>,
+        variable: Option<VariableId>,
+    ) -> NodeId {
+        let d = self.dims.len();
+        self.dims.extend_from_slice(shape);
+        let e = self.edges.len();
+        self.edges.extend(parents);
+        self.nodes.push(Node {
+            op,
+            shape: d..self.dims.len(),
+            parents: e..self.edges.len(),
+            backward,
+            variable,
+        });
+        self.nodes.len() - 1
+    }
+
+    fn shape(&self, node: NodeId) -> &[usize] {
+        &self.dims[self.nodes[node].shape.clone()]
+    }
+
+    fn parents(&self, node: NodeId) -> &[Option<NodeId>] {
+        &self.edges[self.nodes[node].parents.clone()]
+    }
 }
 
 /// A record of the operations applied to watched values, from which [`gradient`](Tape::gradient)
@@ -58,7 +102,7 @@ struct Node {
 /// # Ok::<(), gradus_autograd::AutogradError>(())
 /// ```
 pub struct Tape {
-    nodes: RefCell<Vec<Node>>,
+    arena: RefCell<Arena>,
     persistent: bool,
     released: Cell<bool>,
 }
@@ -66,7 +110,7 @@ pub struct Tape {
 impl std::fmt::Debug for Tape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tape")
-            .field("nodes", &self.nodes.borrow().len())
+            .field("nodes", &self.len())
             .field("persistent", &self.persistent)
             .field("released", &self.released.get())
             .finish()
@@ -92,7 +136,7 @@ impl Tape {
 
     fn with_persistence(persistent: bool) -> Tape {
         Tape {
-            nodes: RefCell::new(Vec::new()),
+            arena: RefCell::new(Arena::default()),
             persistent,
             released: Cell::new(false),
         }
@@ -105,7 +149,7 @@ impl Tape {
 
     /// The number of nodes recorded so far (leaves and operations).
     pub fn len(&self) -> usize {
-        self.nodes.borrow().len()
+        self.arena.borrow().nodes.len()
     }
 
     /// Whether nothing has been recorded.
@@ -141,15 +185,9 @@ impl Tape {
     }
 
     fn push_leaf(&self, shape: &[usize], variable: Option<VariableId>) -> NodeId {
-        let mut nodes = self.nodes.borrow_mut();
-        nodes.push(Node {
-            op: "leaf",
-            shape: shape.to_vec(),
-            parents: Box::new([]),
-            backward: None,
-            variable,
-        });
-        nodes.len() - 1
+        self.arena
+            .borrow_mut()
+            .push("leaf", shape, [], None, variable)
     }
 
     /// Records an operation with the given parents (one per input) and rule.
@@ -157,18 +195,12 @@ impl Tape {
         &self,
         op: &'static str,
         shape: &[usize],
-        parents: Box<[Option<NodeId>]>,
+        parents: impl IntoIterator<Item = Option<NodeId>>,
         backward: BackwardFn,
     ) -> NodeId {
-        let mut nodes = self.nodes.borrow_mut();
-        nodes.push(Node {
-            op,
-            shape: shape.to_vec(),
-            parents,
-            backward: Some(backward),
-            variable: None,
-        });
-        nodes.len() - 1
+        self.arena
+            .borrow_mut()
+            .push(op, shape, parents, Some(backward), None)
     }
 
     /// The gradients of `target` with respect to each of `variables`, in order.
@@ -207,10 +239,10 @@ impl Tape {
     ) -> Result<Vec<Option<Tensor>>> {
         self.check_target(target)?;
         let leaves: HashMap<VariableId, Vec<NodeId>> = {
-            let nodes = self.nodes.borrow();
+            let arena = self.arena.borrow();
             let mut map: HashMap<VariableId, Vec<NodeId>> = HashMap::new();
             let wanted: Vec<VariableId> = variables.iter().map(|v| v.id()).collect();
-            for (i, n) in nodes.iter().enumerate() {
+            for (i, n) in arena.nodes.iter().enumerate() {
                 if let Some(id) = n.variable
                     && wanted.contains(&id)
                 {
@@ -282,7 +314,7 @@ impl Tape {
         let result = self.backprop_inner(target, wanted);
         if !self.persistent {
             self.released.set(true);
-            for n in self.nodes.borrow_mut().iter_mut() {
+            for n in self.arena.borrow_mut().nodes.iter_mut() {
                 n.backward = None;
             }
         }
@@ -293,7 +325,7 @@ impl Tape {
         let Some(root) = target.node() else {
             return Ok(Vec::new());
         };
-        let nodes = self.nodes.borrow();
+        let arena = self.arena.borrow();
         let n = root + 1;
         // Forward sweep: which nodes depend on a wanted node (only those need gradients).
         let mut keep = vec![false; n];
@@ -304,7 +336,7 @@ impl Tape {
         }
         let mut needed = keep.clone();
         for i in 0..n {
-            if !needed[i] && nodes[i].parents.iter().flatten().any(|&p| needed[p]) {
+            if !needed[i] && arena.parents(i).iter().flatten().any(|&p| needed[p]) {
                 needed[i] = true;
             }
         }
@@ -315,34 +347,35 @@ impl Tape {
         grads[root] = Some(Tensor::ones(target.shape()));
         let mut needs = Vec::new();
         for i in (0..n).rev() {
-            let node = &nodes[i];
+            let node = &arena.nodes[i];
+            let parents = arena.parents(i);
             let Some(backward) = node.backward.as_ref() else {
                 continue; // a leaf: its gradient stays in `grads`
             };
             let Some(g) = grads[i].take() else { continue };
             needs.clear();
-            needs.extend(node.parents.iter().map(|p| p.is_some_and(|p| needed[p])));
+            needs.extend(parents.iter().map(|p| p.is_some_and(|p| needed[p])));
             if needs.iter().any(|&b| b) {
                 let input_grads = backward(&g, &needs)?;
-                if input_grads.len() != node.parents.len() {
+                if input_grads.len() != parents.len() {
                     return Err(AutogradError::GradientCount {
                         op: node.op,
-                        expected: node.parents.len(),
+                        expected: parents.len(),
                         got: input_grads.len(),
                     });
                 }
-                for (k, (gp, &p)) in input_grads.into_iter().zip(node.parents.iter()).enumerate() {
+                for (k, (gp, &p)) in input_grads.into_iter().zip(parents).enumerate() {
                     let (Some(gp), Some(p)) = (gp, p) else {
                         continue;
                     };
                     if !needed[p] {
                         continue;
                     }
-                    if gp.shape() != nodes[p].shape.as_slice() {
+                    if gp.shape() != arena.shape(p) {
                         return Err(AutogradError::GradientShape {
                             op: node.op,
                             input: k,
-                            expected: nodes[p].shape.clone(),
+                            expected: arena.shape(p).to_vec(),
                             got: gp.shape().to_vec(),
                         });
                     }

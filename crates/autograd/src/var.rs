@@ -203,7 +203,7 @@ impl<'t> Var<'t> {
         let tracked = inputs.iter().any(|x| x.node.is_some());
         match tape {
             Some(t) if tracked => {
-                let parents = inputs.iter().map(|x| x.node).collect();
+                let parents = inputs.iter().map(|x| x.node);
                 let node = t.push_op(op, output.shape(), parents, Box::new(backward));
                 Ok(Var::from_parts(output, Some(t), Some(node)))
             }
@@ -223,7 +223,7 @@ impl<'t> Var<'t> {
             (Some(t), Some(node)) => {
                 let rule = build(&self.value, &out);
                 let backward: BackwardFn = Box::new(move |g, _| Ok(vec![Some(rule(g)?)]));
-                let id = t.push_op(op, out.shape(), Box::new([Some(node)]), backward);
+                let id = t.push_op(op, out.shape(), [Some(node)], backward);
                 Var::from_parts(out, Some(t), Some(id))
             }
             _ => Var::from_parts(out, self.tape, None),
@@ -249,7 +249,7 @@ impl<'t> Var<'t> {
         match tape {
             Some(t) if self.node.is_some() || other.node.is_some() => {
                 let rule = build(&self.value, &other.value, &out);
-                let parents = Box::new([self.node, other.node]);
+                let parents = [self.node, other.node];
                 let node = t.push_op(op, out.shape(), parents, Box::new(rule));
                 Ok(Var::from_parts(out, Some(t), Some(node)))
             }

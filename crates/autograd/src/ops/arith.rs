@@ -6,12 +6,20 @@ use super::zip3;
 use crate::error::Result;
 use crate::var::Var;
 
-/// `g` reduced to `shape` when `need`, for a gradient of a broadcasting operation.
-fn reduced(need: bool, g: Result<Tensor>, shape: &[usize]) -> Result<Option<Tensor>> {
-    if need {
-        Ok(Some(g?.sum_to_shape(shape)?))
-    } else {
-        Ok(None)
+/// The shape a gradient of `x` must be summed back to: `None` when `x` already has the output's
+/// shape (no broadcasting), so that the common case captures nothing.
+fn target_shape(x: &Tensor, out: &Tensor) -> Option<Vec<usize>> {
+    (x.shape() != out.shape()).then(|| x.shape().to_vec())
+}
+
+/// `g` summed back to `shape` (see [`target_shape`]) when `need`.
+fn reduced(need: bool, g: Result<Tensor>, shape: &Option<Vec<usize>>) -> Result<Option<Tensor>> {
+    if !need {
+        return Ok(None);
+    }
+    match shape {
+        None => Ok(Some(g?)),
+        Some(s) => Ok(Some(g?.sum_to_shape(s)?)),
     }
 }
 
@@ -24,8 +32,8 @@ impl<'t> Var<'t> {
     /// A tensor error naming both shapes when they do not broadcast;
     /// [`ForeignTape`](crate::AutogradError::ForeignTape) when the operands are on different tapes.
     pub fn add(&self, other: &Var<'t>) -> Result<Var<'t>> {
-        self.binary("add", other, Tensor::add, |a, b, _| {
-            let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+        self.binary("add", other, Tensor::add, |a, b, out| {
+            let (sa, sb) = (target_shape(a, out), target_shape(b, out));
             move |g, needs| {
                 Ok(vec![
                     reduced(needs[0], Ok(g.clone()), &sa)?,
@@ -40,14 +48,10 @@ impl<'t> Var<'t> {
     /// # Errors
     /// As [`add`](Var::add).
     pub fn sub(&self, other: &Var<'t>) -> Result<Var<'t>> {
-        self.binary("sub", other, Tensor::sub, |a, b, _| {
-            let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+        self.binary("sub", other, Tensor::sub, |a, b, out| {
+            let (sa, sb) = (target_shape(a, out), target_shape(b, out));
             move |g, needs| {
-                let db = if needs[1] {
-                    Some(g.sum_to_shape(&sb)?.neg())
-                } else {
-                    None
-                };
+                let db = reduced(needs[1], Ok(g.clone()), &sb)?.map(|d| d.neg());
                 Ok(vec![reduced(needs[0], Ok(g.clone()), &sa)?, db])
             }
         })
@@ -58,12 +62,13 @@ impl<'t> Var<'t> {
     /// # Errors
     /// As [`add`](Var::add).
     pub fn mul(&self, other: &Var<'t>) -> Result<Var<'t>> {
-        self.binary("mul", other, Tensor::mul, |a, b, _| {
+        self.binary("mul", other, Tensor::mul, |a, b, out| {
+            let (sa, sb) = (target_shape(a, out), target_shape(b, out));
             let (a, b) = (a.clone(), b.clone());
             move |g, needs| {
                 Ok(vec![
-                    reduced(needs[0], g.mul(&b).map_err(Into::into), a.shape())?,
-                    reduced(needs[1], g.mul(&a).map_err(Into::into), b.shape())?,
+                    reduced(needs[0], g.mul(&b).map_err(Into::into), &sa)?,
+                    reduced(needs[1], g.mul(&a).map_err(Into::into), &sb)?,
                 ])
             }
         })
@@ -76,7 +81,7 @@ impl<'t> Var<'t> {
     /// As [`add`](Var::add).
     pub fn div(&self, other: &Var<'t>) -> Result<Var<'t>> {
         self.binary("div", other, Tensor::div, |a, b, out| {
-            let (sa, b, out) = (a.shape().to_vec(), b.clone(), out.clone());
+            let (sa, b, out) = (target_shape(a, out), b.clone(), out.clone());
             move |g, needs| {
                 let db = if needs[1] {
                     Some(g.mul(&out)?.div(&b)?.sum_to_shape(b.shape())?.neg())
