@@ -205,8 +205,9 @@ impl Tape {
 
     /// The gradients of `target` with respect to each of `variables`, in order.
     ///
-    /// `dtarget/dv`, each with the shape of its variable. A non-scalar `target` is seeded with
-    /// ones, as TensorFlow does: the result is the gradient of `sum(target)`.
+    /// `dtarget/dv`, each with the shape of its variable and contiguous (row-major, so
+    /// `as_slice()` is `Some`). A non-scalar `target` is seeded with ones, as TensorFlow does:
+    /// the result is the gradient of `sum(target)`.
     ///
     /// **Not connected:** a variable the target does not depend on (never watched on this tape,
     /// non-trainable, or simply not used on the way to `target`) gets a tensor of **zeros** of its
@@ -266,7 +267,7 @@ impl Tape {
                         });
                     }
                 }
-                sum
+                sum.map(|g| g.to_contiguous())
             })
             .collect())
     }
@@ -293,7 +294,10 @@ impl Tape {
         let grads = self.backprop(target, &wanted)?;
         Ok(sources
             .iter()
-            .map(|s| s.node().and_then(|i| grads.get(i).cloned().flatten()))
+            .map(|s| {
+                let g = s.node().and_then(|i| grads.get(i).cloned().flatten());
+                g.map(|g| g.to_contiguous())
+            })
             .collect())
     }
 

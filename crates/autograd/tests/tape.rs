@@ -386,3 +386,19 @@ fn two_tapes_in_two_threads_share_variables() {
     fn send<T: Send>() {}
     send::<Tape>();
 }
+
+#[test]
+fn gradients_come_back_contiguous() {
+    let w = Variable::new("w", t(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]));
+    let tape = Tape::persistent();
+    let c = tape.constant(t(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]));
+    let wt = tape.watch(&w).transpose().unwrap();
+    let loss = wt.mul(&c).unwrap().sum_all();
+    let g = &tape.gradient(&loss, &[&w]).unwrap()[0];
+    assert!(g.as_slice().is_some());
+    assert_eq!(g.to_vec(), vec![1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
+    let g = tape.gradient_wrt(&loss, &[&wt]).unwrap()[0]
+        .clone()
+        .unwrap();
+    assert!(g.as_slice().is_some());
+}
