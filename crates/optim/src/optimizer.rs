@@ -854,7 +854,7 @@ impl Optimizer {
                     for (a, &x) in avg.iter_mut().zip(var.iter()) {
                         *a = m * *a + (1.0 - m) * x;
                     }
-                    if overwrite {
+                    if overwrite && var.len() == avg.len() {
                         var.copy_from_slice(avg);
                     }
                 });

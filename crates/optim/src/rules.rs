@@ -889,6 +889,9 @@ fn update_portable(
     slots: &mut [Vec<f32>],
     wd: Option<(f32, f32)>,
 ) {
+    if var.is_empty() {
+        return;
+    }
     if !rule.fuses_weight_decay() {
         if let Some((wd, lr)) = wd {
             weight_decay(var, wd, lr);

@@ -965,3 +965,61 @@ fn schedules_follow_their_formulas() {
     let closure = |s: u64| 1.0 / (s + 1) as f32;
     assert_eq!(closure.learning_rate(3), 0.25);
 }
+
+#[test]
+fn optimizer_is_send_sync_and_clone() {
+    fn assert_traits<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    assert_traits::<Optimizer>();
+    assert_traits::<OptimizerConfig>();
+}
+
+#[test]
+fn clipping_follows_keras() {
+    let step = |opt: &mut Optimizer, g: Vec<f32>| {
+        let mut w = vec![0.0_f32; g.len()];
+        opt.apply_gradients([(g, NamedParam::new("w", &mut w))])
+            .unwrap();
+        w
+    };
+    let sgd = || Optimizer::builder(Sgd::default()).learning_rate(1.0);
+    // clipnorm: g * c / max(||g||, c); ||(3, 4)|| = 5.
+    let w = step(&mut sgd().clipnorm(1.0).build().unwrap(), vec![3.0, 4.0]);
+    assert_eq!(w, vec![-3.0 * 1.0 / 5.0, -4.0 * 1.0 / 5.0]);
+    // A threshold <= 0 is off, as in Keras.
+    let w = step(&mut sgd().clipnorm(0.0).build().unwrap(), vec![3.0, 4.0]);
+    assert_eq!(w, vec![-3.0, -4.0]);
+    // clipvalue.
+    let w = step(&mut sgd().clipvalue(0.5).build().unwrap(), vec![3.0, -0.25]);
+    assert_eq!(w, vec![-0.5, 0.25]);
+    // global_clipnorm: a non-finite global norm makes every gradient NaN.
+    let w = step(
+        &mut sgd().global_clipnorm(1.0).build().unwrap(),
+        vec![f32::INFINITY, 1.0],
+    );
+    assert!(w.iter().all(|x| x.is_nan()));
+    // loss_scale_factor divides first.
+    let w = step(
+        &mut sgd().loss_scale_factor(4.0).build().unwrap(),
+        vec![2.0, -8.0],
+    );
+    assert_eq!(w, vec![-0.5, 2.0]);
+}
+
+#[test]
+fn ema_overwrites_every_frequency_iterations() {
+    let mut opt = Optimizer::builder(Sgd::default())
+        .learning_rate(1.0)
+        .ema(0.5)
+        .ema_overwrite_frequency(2)
+        .build()
+        .unwrap();
+    let mut w = vec![0.0_f32];
+    let mut step = |w: &mut Vec<f32>| {
+        opt.apply_gradients([(vec![-1.0_f32], NamedParam::new("w", w))])
+            .unwrap()
+    };
+    step(&mut w); // w = 1, avg = 1 (copied on the first step)
+    assert_eq!(w, vec![1.0]);
+    step(&mut w); // w = 2, avg = 1.5, and (1 + 1) % 2 == 0: w = avg
+    assert_eq!(w, vec![1.5]);
+}
