@@ -7,6 +7,7 @@ use gradus_autograd::Var;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LayerError, Result};
+use crate::fastmath;
 
 /// An activation function, applied elementwise (softmax: along the last axis).
 ///
@@ -138,14 +139,14 @@ impl Activation {
     pub(crate) fn forward_rows(&self, y: &mut [f32], width: usize) {
         match self {
             Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Activation::Sigmoid => y.iter_mut().for_each(|v| *v = sigmoid(*v)),
-            Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
+            Activation::Sigmoid => y.iter_mut().for_each(|v| *v = fastmath::sigmoid(*v)),
+            Activation::Tanh => y.iter_mut().for_each(|v| *v = fastmath::tanh(*v)),
             Activation::Softmax if width > 0 => {
                 for row in y.chunks_exact_mut(width) {
                     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     let mut sum = 0.0f32;
                     for v in row.iter_mut() {
-                        *v = (*v - max).exp();
+                        *v = fastmath::exp(*v - max);
                         sum += *v;
                     }
                     let inv = 1.0 / sum;
@@ -157,34 +158,24 @@ impl Activation {
     }
 
     /// The gradient with respect to the pre-activation of a [fusable](Self::fusable)
-    /// activation, from its output `y` and the output gradient `g` (rows of `width`), in place
-    /// in `g`.
-    pub(crate) fn backward_rows(&self, y: &[f32], g: &mut [f32], width: usize) {
+    /// activation, `dz = g f'(z)`, from its output `y` and the output gradient `g` (rows of
+    /// `width`), in one pass into a new buffer.
+    pub(crate) fn backward_rows(&self, y: &[f32], g: &[f32], width: usize) -> Vec<f32> {
+        let map = |f: fn(f32, f32) -> f32| y.iter().zip(g).map(|(&y, &g)| f(y, g)).collect();
         match self {
-            Activation::Relu => g
-                .iter_mut()
-                .zip(y)
-                .for_each(|(g, &y)| *g = if y > 0.0 { *g } else { 0.0 }),
-            Activation::Sigmoid => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= y * (1.0 - y)),
-            Activation::Tanh => g.iter_mut().zip(y).for_each(|(g, &y)| *g *= 1.0 - y * y),
+            Activation::Relu => map(|y, g| if y > 0.0 { g } else { 0.0 }),
+            Activation::Sigmoid => map(|y, g| g * y * (1.0 - y)),
+            Activation::Tanh => map(|y, g| g * (1.0 - y * y)),
             Activation::Softmax if width > 0 => {
-                for (g, y) in g.chunks_exact_mut(width).zip(y.chunks_exact(width)) {
+                let mut dz = Vec::with_capacity(g.len());
+                for (g, y) in g.chunks_exact(width).zip(y.chunks_exact(width)) {
                     let dot: f32 = g.iter().zip(y).map(|(g, y)| g * y).sum();
-                    g.iter_mut().zip(y).for_each(|(g, &y)| *g = y * (*g - dot));
+                    dz.extend(g.iter().zip(y).map(|(&g, &y)| y * (g - dot)));
                 }
+                dz
             }
-            _ => {}
+            _ => g.to_vec(),
         }
-    }
-}
-
-/// The logistic function, without overflow for large `|x|`.
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
     }
 }
 

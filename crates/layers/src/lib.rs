@@ -58,6 +58,7 @@
 mod activation;
 mod base;
 mod error;
+mod fastmath;
 mod gemm;
 pub mod initializers;
 mod layer;

@@ -4,7 +4,7 @@ use gradus_autograd::{Tape, Var, Variable};
 use gradus_tensor::{Conv2dGeometry, Padding, Rng, Tensor, col2im, im2col};
 use serde::{Deserialize, Serialize};
 
-use super::dense::{bias_act_rows, column_sums, yes, zeros};
+use super::dense::{bias_act_rows, column_sums, preactivation_grad, yes, zeros};
 use crate::activation::Activation;
 use crate::base::{Base, positive, sum_penalties};
 use crate::error::{LayerError, Result, invalid};
@@ -359,15 +359,7 @@ fn conv_op<'t>(
     let saved_y = y.clone();
     let kshape = k.shape().to_vec();
     Ok(Var::custom("conv2d", &inputs, y, move |grad, needs| {
-        let mut dz = grad.to_contiguous();
-        if act != Activation::Linear {
-            let yc = saved_y.to_contiguous();
-            act.backward_rows(
-                yc.as_slice().expect("contiguous"),
-                dz.as_slice_mut(),
-                filters,
-            );
-        }
+        let dz = preactivation_grad(act, &saved_y, grad, filters)?;
         let dz = dz.reshape(&[g.positions(), filters])?;
         let dx = if needs[0] {
             Some(col2im(&dz.matmul_t(&kmat, false, true)?, &g)?)

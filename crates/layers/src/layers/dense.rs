@@ -329,6 +329,27 @@ pub(crate) fn bias_act_rows(y: &mut [f32], bias: Option<&[f32]>, act: Activation
     }
 }
 
+/// `dz = g act'(z)` from the output `y` of a fused activation, as a contiguous tensor of `g`'s
+/// shape (`g` itself, uncopied, for `linear`).
+pub(crate) fn preactivation_grad(
+    act: Activation,
+    y: &Tensor,
+    g: &Tensor,
+    width: usize,
+) -> gradus_autograd::Result<Tensor> {
+    let g = g.to_contiguous();
+    if act == Activation::Linear {
+        return Ok(g);
+    }
+    let y = y.to_contiguous();
+    let dz = act.backward_rows(
+        y.as_slice().expect("contiguous"),
+        g.as_slice().expect("contiguous"),
+        width,
+    );
+    Ok(Tensor::from_vec(dz, g.shape())?)
+}
+
 /// The column sums of a `[rows, width]` row-major matrix.
 pub(crate) fn column_sums(dz: &[f32], width: usize) -> Vec<f32> {
     let mut sums = vec![0.0f32; width];
@@ -355,11 +376,7 @@ fn dense_op<'t>(x: &Var<'t>, k: &Var<'t>, b: Option<&Var<'t>>, act: Activation) 
     let inputs: Vec<&Var<'t>> = [x, k].into_iter().chain(b).collect();
     let (xv, kv, yv) = (x.value().clone(), k.value().clone(), y.clone());
     Ok(Var::custom("dense", &inputs, y, move |g, needs| {
-        let mut dz = g.to_contiguous();
-        if act != Activation::Linear {
-            let yc = yv.to_contiguous();
-            act.backward_rows(yc.as_slice().expect("contiguous"), dz.as_slice_mut(), units);
-        }
+        let dz = preactivation_grad(act, &yv, g, units)?;
         let dx = if needs[0] {
             Some(dz.matmul_t(&kv, false, true)?)
         } else {

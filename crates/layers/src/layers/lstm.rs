@@ -5,9 +5,10 @@ use gradus_tensor::{Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::dense::{column_sums, yes, zeros};
-use crate::activation::{Activation, sigmoid};
+use crate::activation::Activation;
 use crate::base::{Base, positive, sum_penalties};
 use crate::error::{LayerError, Result, invalid};
+use crate::fastmath;
 use crate::gemm::{Mat, gemm};
 use crate::initializers::Initializer;
 use crate::layer::{Layer, LayerConfig};
@@ -374,13 +375,13 @@ impl Cell {
         }
     }
 
-    #[inline(always)]
-    fn f(self, x: f32) -> f32 {
+    /// Applies the activation in place (one loop per case, so that each vectorizes).
+    fn apply(self, xs: &mut [f32]) {
         match self {
-            Cell::Sigmoid => sigmoid(x),
-            Cell::Tanh => x.tanh(),
-            Cell::Relu => x.max(0.0),
-            Cell::Linear => x,
+            Cell::Sigmoid => xs.iter_mut().for_each(|x| *x = fastmath::sigmoid(*x)),
+            Cell::Tanh => xs.iter_mut().for_each(|x| *x = fastmath::tanh(*x)),
+            Cell::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
+            Cell::Linear => {}
         }
     }
 
@@ -485,21 +486,32 @@ fn lstm_op<'t>(
         let ht = &mut h_rest[..step];
         for n in 0..bsz {
             let z = &mut gt[n * g4..(n + 1) * g4];
-            let (zi, rest) = z.split_at_mut(u);
-            let (zf, rest) = rest.split_at_mut(u);
-            let (zg, zo) = rest.split_at_mut(u);
+            s.apply(&mut z[..2 * u]);
+            a.apply(&mut z[2 * u..3 * u]);
+            s.apply(&mut z[3 * u..]);
+            let (i, rest) = z.split_at(u);
+            let (f, rest) = rest.split_at(u);
+            let (g, o) = rest.split_at(u);
+            let cn = &mut ct[n * u..(n + 1) * u];
+            match c_prev {
+                Some(cp) => {
+                    let cp = &cp[n * u..(n + 1) * u];
+                    for k in 0..u {
+                        cn[k] = f[k] * cp[k] + i[k] * g[k];
+                    }
+                }
+                None => {
+                    for k in 0..u {
+                        cn[k] = i[k] * g[k];
+                    }
+                }
+            }
+            let acn = &mut act[n * u..(n + 1) * u];
+            acn.copy_from_slice(cn);
+            a.apply(acn);
+            let hn = &mut ht[n * u..(n + 1) * u];
             for k in 0..u {
-                let i = s.f(zi[k]);
-                let f = s.f(zf[k]);
-                let g = a.f(zg[k]);
-                let o = s.f(zo[k]);
-                let cp = c_prev.map_or(0.0, |cp| cp[n * u + k]);
-                let cn = f * cp + i * g;
-                let acn = a.f(cn);
-                (zi[k], zf[k], zg[k], zo[k]) = (i, f, g, o);
-                ct[n * u + k] = cn;
-                act[n * u + k] = acn;
-                ht[n * u + k] = o * acn;
+                hn[k] = o[k] * acn[k];
             }
         }
     }
