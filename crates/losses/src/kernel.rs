@@ -48,11 +48,10 @@ pub(crate) fn per_row<'t>(
     Ok(Var::custom(op, &[y_pred], out, move |g, _| {
         let g = g.to_contiguous();
         let g = g.as_slice().expect("contiguous");
-        let dx = grad
-            .chunks(c.max(1))
-            .zip(g)
-            .flat_map(|(row, &gr)| row.iter().map(move |&d| d * gr))
-            .collect();
+        let mut dx = Vec::with_capacity(grad.len());
+        for (row, &gr) in grad.chunks(c.max(1)).zip(g) {
+            dx.extend(row.iter().map(|&d| d * gr));
+        }
         Ok(vec![Some(Tensor::from_vec(dx, &shape)?)])
     })?)
 }

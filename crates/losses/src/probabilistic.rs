@@ -228,22 +228,29 @@ impl Loss for CategoricalCrossentropy {
         check_positive_rows(&self.name, p.value(), classes)?;
         per_row("categorical_crossentropy", &t, &p, move |y, p, grad| {
             let sum: f64 = p.iter().map(|&v| f64::from(v)).sum();
-            let q = |v: f32| f64::from(v) / sum;
-            let clipped = |v: f32| clip(q(v) as f32, EPSILON, ONE_MINUS_EPSILON);
-            let loss = y.iter().zip(p).map(|(&y, &v)| {
-                let (u, _) = clipped(v);
-                -smooth(y) * f64::from(u).ln()
-            });
-            let loss = loss.sum();
+            // For each class with a non-zero label (the others contribute 0 since u >= EPSILON):
+            // q = p / sum, u = clip(q), the loss term, and a = d loss / d q through the clip.
+            let term = |y: f32, v: f32| {
+                let q = f64::from(v) / sum;
+                let (u, pass) = clip(q as f32, EPSILON, ONE_MINUS_EPSILON);
+                let (y, u) = (smooth(y), f64::from(u));
+                (-y * u.ln(), if pass { -y / u } else { 0.0 }, q)
+            };
+            let (mut loss, mut dot) = (0.0, 0.0);
+            for (&y, &v) in y.iter().zip(p).filter(|(y, _)| **y != 0.0 || s > 0.0) {
+                let (l, a, q) = term(y, v);
+                loss += l;
+                dot += a * q;
+            }
             if let Some(grad) = grad {
-                // a_c = d loss / d q_c through the clip; then through q = p / sum(p).
-                let a = |y: f32, v: f32| match clipped(v) {
-                    (u, true) => -smooth(y) / f64::from(u),
-                    (_, false) => 0.0,
-                };
-                let dot: f64 = y.iter().zip(p).map(|(&y, &v)| a(y, v) * q(v)).sum();
+                // Through q = p / sum(p): d loss / d p_j = (a_j - sum_c a_c q_c) / sum(p).
                 for (g, (&y, &v)) in grad.iter_mut().zip(y.iter().zip(p)) {
-                    *g = ((a(y, v) - dot) / sum) as f32;
+                    let a = if y != 0.0 || s > 0.0 {
+                        term(y, v).1
+                    } else {
+                        0.0
+                    };
+                    *g = ((a - dot) / sum) as f32;
                 }
             }
             loss
