@@ -64,7 +64,7 @@ pub struct FitOptions<'a> {
     pub verbose: u8,
     /// The fraction of the samples held out for validation (0): the LAST ones, before
     /// shuffling. In `[0, 1)`.
-    pub validation_split: f32,
+    pub validation_split: f64,
     /// Validation data `(x, y)`; overrides `validation_split`.
     pub validation_data: Option<(&'a Tensor, &'a Tensor)>,
     /// Which epochs validate (every epoch).
@@ -495,8 +495,7 @@ impl<N: Network> Model<N> {
                 ((x.clone(), y.clone()), Some((xv.clone(), yv.clone())))
             }
             None if options.validation_split > 0.0 => {
-                let split_at =
-                    (n as f64 * (1.0 - f64::from(options.validation_split))).floor() as usize;
+                let split_at = (n as f64 * (1.0 - options.validation_split)).floor() as usize;
                 if split_at == 0 || split_at == n {
                     return Err(ModelError::EmptyData {
                         op: "fit",
