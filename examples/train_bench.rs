@@ -1,0 +1,53 @@
+//! Training throughput on synthetic MNIST-shaped data, in the format of the peer script
+//! (`/work/shared/peers/train_peers.py`): one line per workload, seconds per epoch.
+//!
+//! ```sh
+//! GRADUS_NUM_THREADS=1 cargo run --release --example train_bench -- mlp cnn lstm iris
+//! ```
+//!
+//! Workloads (see `benches/support/workloads.rs`): 12,800 samples uniform in `[0, 1)`, labels
+//! `0..10`, batch 128, Adam(1e-3), `SparseCategoricalCrossentropy(from_logits=true)`, shuffle off;
+//! one warm-up epoch, then one timed epoch, like the peers. `iris` times the whole 500-epoch `fit`
+//! of the Keras docs' example (a fresh model). `N` overrides the sample count.
+//!
+//! `GRADUS_NUM_THREADS` (default 1 here) is the thread count reported; it also sets
+//! `MATMUL_NUM_THREADS` for matrixmultiply's pool when that is not set (read at the first product).
+
+use std::time::Instant;
+
+#[path = "../benches/support/workloads.rs"]
+mod workloads;
+
+use workloads::{Error, SAMPLES, epoch, iris_fit, iris_model, mnist_model};
+
+fn main() -> Result<(), Error> {
+    let threads = std::env::var("GRADUS_NUM_THREADS").ok().and_then(|t| t.parse::<usize>().ok()).unwrap_or(1);
+    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+        // SAFETY: no other thread runs yet; matrixmultiply reads it at its first product.
+        unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
+    }
+    let n = std::env::var("N").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(SAMPLES);
+    let mut names: Vec<String> = std::env::args().skip(1).collect();
+    if names.is_empty() {
+        names = workloads::MNIST_WORKLOADS.map(String::from).to_vec();
+    }
+    for name in &names {
+        if name == "iris" {
+            let (mut model, x, y) = iris_model()?;
+            let start = Instant::now();
+            let history = iris_fit(&mut model, &x, &y)?;
+            let secs = start.elapsed().as_secs_f64();
+            let loss = history.last("loss").unwrap_or(f32::NAN);
+            println!("gradus T={threads} iris: {secs:.4} s/fit (500 epochs)  loss {loss:.3}");
+        } else {
+            let (mut model, x, y) = mnist_model(name, n)?;
+            epoch(&mut model, &x, &y)?;
+            let start = Instant::now();
+            let history = epoch(&mut model, &x, &y)?;
+            let secs = start.elapsed().as_secs_f64();
+            let loss = history.last("loss").unwrap_or(f32::NAN);
+            println!("gradus T={threads} {name}: {secs:.3} s/epoch ({n} samples)  loss {loss:.3}");
+        }
+    }
+    Ok(())
+}
