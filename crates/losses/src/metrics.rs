@@ -212,7 +212,8 @@ pub enum MetricFn {
     },
     /// `argmax(y_true) == argmax(y_pred)` over the last axis (first maximum on ties).
     CategoricalAccuracy,
-    /// `y_true == argmax(y_pred)` with class ids `y_true` of shape `[...]` or `[..., 1]`.
+    /// `y_true == argmax(y_pred)` with class ids `y_true` of shape `[...]` or `[..., 1]` (as in
+    /// Keras, a label that is not a class id simply never matches).
     SparseCategoricalAccuracy,
     /// Whether the class `argmax(y_true)` is among the `k` largest predictions (TensorFlow's
     /// `in_top_k`: fewer than `k` classes score strictly higher, so ties at the boundary count as
