@@ -265,3 +265,13 @@ fn names_and_configs_round_trip() {
         Some(0.5)
     );
 }
+
+/// Models holding losses and metrics must be movable between threads.
+#[test]
+fn losses_and_metrics_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Box<dyn gradus_losses::Loss>>();
+    send_sync::<Box<dyn Metric>>();
+    send_sync::<MeanMetricWrapper>();
+    send_sync::<Mean>();
+}
