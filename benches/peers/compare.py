@@ -5,6 +5,7 @@ Runs, REPEATS times each (interleaved, so that machine noise hits every contende
   - gradus: target/release/examples/train_bench (GRADUS_NUM_THREADS=T),
   - the peers: /work/shared/peers/train_peers.py torch|keras (T=1 and T=2),
 then prints the medians, the ratios gradus/peer, gradus' 2-thread speed-up, the Iris fit time, and
+gradus' CPU time (its own report; the machine is shared, so wall time includes waiting for a core),
 the peak RSS (/usr/bin/time -v) of the MLP run of gradus and of PyTorch (benches/peers/torch_mlp.py).
 
 Usage (from the repository root, after `cargo build --release --example train_bench`):
@@ -28,7 +29,7 @@ THREADS = [int(t) for t in os.environ.get("THREADS", "1 2").split()]
 SHARED = "/work/shared/peers/train_peers.py"
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKLOADS = ["mlp", "cnn", "lstm"]
-LINE = re.compile(r"^(\w+) T=(\d+) (\w+): ([0-9.]+) s/")
+LINE = re.compile(r"^(\w+) T=(\d+) (\w+): ([0-9.]+) s/.*?(?:cpu ([0-9.]+) s)?$")
 
 
 def run(cmd, env):
@@ -44,18 +45,21 @@ def peak_rss_kib(cmd, env):
 
 
 times = {}  # (who, threads, workload) -> [seconds]
+cpu = {}  # the same for gradus' CPU seconds (its lines end with `cpu X s`)
 for rep in range(REPEATS):
     for t in THREADS:
         jobs = [("gradus", [GRADUS] + WORKLOADS + (["iris"] if t == 1 else []), {"GRADUS_NUM_THREADS": str(t), "MATMUL_NUM_THREADS": str(t)})]
         jobs += [(p, [PY, SHARED, p], {"T": str(t)}) for p in PEERS]
         for who, cmd, env in jobs:
-            for name, threads, workload, secs in run(cmd, env):
+            for name, threads, workload, secs, cpus in run(cmd, env):
                 times.setdefault((name, int(threads), workload), []).append(float(secs))
+                if cpus:
+                    cpu.setdefault((name, int(threads), workload), []).append(float(cpus))
             print(f"# run {rep + 1}/{REPEATS} T={t} {who} done", file=sys.stderr, flush=True)
 
 
-def med(who, t, w):
-    v = times.get((who, t, w))
+def med(who, t, w, table=times):
+    v = table.get((who, t, w))
     return statistics.median(v) if v else None
 
 
@@ -68,17 +72,17 @@ def ratio(a, b):
 
 
 print(f"\nMedians of {REPEATS} runs (seconds per epoch, 12,800 samples, batch 128, Adam).\n")
-head = "| workload | T | gradus | " + " | ".join(PEERS) + " | " + " | ".join(f"gradus/{p}" for p in PEERS) + " |"
+head = "| workload | T | gradus | gradus CPU | " + " | ".join(PEERS) + " | " + " | ".join(f"gradus/{p}" for p in PEERS) + " |"
 print(head)
 print("|" + "---|" * (head.count("|") - 1))
 for w in WORKLOADS:
     for t in THREADS:
         g = med("gradus", t, w)
         peers = [med(p, t, w) for p in PEERS]
-        print(f"| {w} | {t} | {fmt(g)} | " + " | ".join(fmt(p) for p in peers) + " | " + " | ".join(ratio(g, p) for p in peers) + " |")
+        print(f"| {w} | {t} | {fmt(g)} | {fmt(med('gradus', t, w, cpu))} | " + " | ".join(fmt(p) for p in peers) + " | " + " | ".join(ratio(g, p) for p in peers) + " |")
 if 1 in THREADS and 2 in THREADS:
     print("\ngradus speed-up with 2 threads (T=1 / T=2): " + ", ".join(f"{w} {ratio(med('gradus', 1, w), med('gradus', 2, w))}" for w in WORKLOADS))
-print(f"Iris (500 epochs, whole fit): {fmt(med('gradus', 1, 'iris'))}")
+print(f"Iris (500 epochs, whole fit): {fmt(med('gradus', 1, 'iris'))} wall, {fmt(med('gradus', 1, 'iris', cpu))} CPU")
 
 env1 = {"GRADUS_NUM_THREADS": "1", "MATMUL_NUM_THREADS": "1", "T": "1"}
 g_rss = peak_rss_kib([GRADUS, "mlp"], env1)
