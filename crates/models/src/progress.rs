@@ -1,7 +1,7 @@
 //! Keras' progress bar: one bar per epoch that fills as batches run (verbose 1), or one line per
 //! epoch (verbose 2).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use crate::logs::Logs;
@@ -19,6 +19,8 @@ pub(crate) struct Progbar {
     start: Instant,
     last_draw: Option<Instant>,
     current: usize,
+    /// Redraw in place (a terminal); otherwise only the final line of each epoch is written.
+    interactive: bool,
 }
 
 impl Progbar {
@@ -30,6 +32,7 @@ impl Progbar {
             start: Instant::now(),
             last_draw: None,
             current: 0,
+            interactive: std::io::stdout().is_terminal(),
         }
     }
 
@@ -37,7 +40,7 @@ impl Progbar {
     /// unless `force`.
     pub(crate) fn update(&mut self, current: usize, logs: &Logs, force: bool) {
         self.current = current;
-        if self.verbose != 1 {
+        if self.verbose != 1 || !(self.interactive || force) {
             return;
         }
         let now = Instant::now();
@@ -47,7 +50,11 @@ impl Progbar {
         self.last_draw = Some(now);
         let line = self.line(logs, current >= self.target && force);
         let mut out = std::io::stdout().lock();
-        let _ = write!(out, "\r{line}\x1b[K");
+        let _ = if self.interactive {
+            write!(out, "\r{line}\x1b[K")
+        } else {
+            write!(out, "{line}")
+        };
         let _ = out.flush();
     }
 
