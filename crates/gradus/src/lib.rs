@@ -28,5 +28,6 @@ pub use gradus_tensor as tensor;
 /// The names a Keras user reaches for first.
 pub mod prelude {
     pub use gradus_autograd::{Tape, Var, Variable};
+    pub use gradus_models::{FitOptions, History, Model, Network, Sequential};
     pub use gradus_tensor::{Rng, Tensor};
 }
