@@ -78,10 +78,12 @@ impl Table {
 }
 
 /// Parses CSV `text` of numbers into a [`Table`]. Blank lines are skipped; cells may be surrounded
-/// by spaces; every row must have the same number of cells.
+/// by spaces; every row must have the same number of cells. Cells must be finite numbers: `nan`,
+/// `inf` and numbers beyond the `f32` range are refused, so that no non-finite value reaches
+/// training unnoticed.
 ///
 /// # Errors
-/// [`DatasetError::Parse`] for a cell that is not a number, [`DatasetError::Ragged`] for a row of
+/// [`DatasetError::Parse`] for a cell that is not a finite number, [`DatasetError::Ragged`] for a row of
 /// another length, [`DatasetError::Empty`] when there is no data row.
 pub fn parse_csv(text: &str, options: &CsvOptions) -> Result<Table> {
     let mut columns = Vec::new();
@@ -102,11 +104,15 @@ pub fn parse_csv(text: &str, options: &CsvOptions) -> Result<Table> {
         }
         let mut n = 0;
         for (j, cell) in cells.enumerate() {
-            let v: f32 = cell.parse().map_err(|_| DatasetError::Parse {
-                line: line_no,
-                column: j + 1,
-                text: cell.to_string(),
-            })?;
+            let v = cell
+                .parse::<f32>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| DatasetError::Parse {
+                    line: line_no,
+                    column: j + 1,
+                    text: cell.to_string(),
+                })?;
             values.push(v);
             n += 1;
         }
@@ -155,6 +161,19 @@ pub fn read_csv(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Table> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_non_finite_cells() {
+        for (cell, col) in [("nan", 2), ("NaN", 2), ("inf", 2), ("-inf", 2), ("1e39", 2)] {
+            let text = format!("1,2\n3,{cell}\n");
+            match parse_csv(&text, &CsvOptions::default()) {
+                Err(DatasetError::Parse { line, column, text }) => {
+                    assert_eq!((line, column, text.as_str()), (2, col, cell));
+                }
+                other => panic!("{cell}: expected a parse error, got {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn parses_with_header_blank_lines_and_spaces() {

@@ -15,8 +15,8 @@ pub enum DatasetError {
         #[source]
         source: std::io::Error,
     },
-    /// A cell that is not a number.
-    #[error("line {line}, column {column}: expected a number, got {text:?}")]
+    /// A cell that is not a finite number (text, `nan`, `inf`).
+    #[error("line {line}, column {column}: expected a finite number, got {text:?}")]
     Parse {
         /// 1-based line number in the input.
         line: usize,

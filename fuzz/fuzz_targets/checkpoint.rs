@@ -1,0 +1,55 @@
+//! Fuzzes the checkpoint and config loaders: any bytes given to `Model::load`, `load_into`,
+//! `load_weights`, the optimizer's JSON config and state loaders and a layer's config loader
+//! must give a value or an error, never a panic, an abort or a runaway allocation.
+#![no_main]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use gradus_layers::{Dense, Dropout, LayerConfig, layer_from_config};
+use gradus_models::{Model, Sequential};
+use gradus_optim::{Optimizer, OptimizerConfig};
+use libfuzzer_sys::fuzz_target;
+
+/// One file per fuzzing process, rewritten for every input.
+fn scratch() -> &'static PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = if std::path::Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        dir.join(format!("gradus-fuzz-checkpoint-{}", std::process::id()))
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let path = scratch();
+    std::fs::write(path, data).expect("the scratch file is writable");
+    if let Ok(mut model) = Model::<Sequential>::load(path) {
+        // What loads must be usable.
+        let _ = model.summary_string();
+        let _ = model.get_weights();
+    }
+    let mut model = Model::new(
+        Sequential::new()
+            .input_shape(&[4])
+            .layer(Dense::new(8).activation("relu").with_name("hidden"))
+            .layer(Dropout::new(0.25).seed(5))
+            .layer(Dense::new(3).activation("softmax").with_name("out")),
+    )
+    .expect("a valid model");
+    let _ = model.load_weights(path);
+    let _ = model.load_into(path);
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(config) = OptimizerConfig::from_json(text) {
+            let _ = Optimizer::from_config(config);
+        }
+        let mut optimizer = Optimizer::from_name("adam").expect("adam");
+        let _ = optimizer.load_state_json(text);
+        if let Ok(config) = serde_json::from_str::<LayerConfig>(text) {
+            let _ = layer_from_config(&config);
+        }
+    }
+});
