@@ -46,7 +46,7 @@ impl ValidationFreq {
     /// Whether the epoch `epoch` (0-based) validates.
     fn validates(&self, epoch: usize) -> bool {
         match self {
-            ValidationFreq::Every(k) => (epoch + 1) % k == 0,
+            ValidationFreq::Every(k) => (epoch + 1).is_multiple_of(*k),
             ValidationFreq::Epochs(list) => list.contains(&(epoch + 1)),
         }
     }
@@ -556,20 +556,22 @@ impl<N: Network> Model<N> {
             .collect();
         let trainable_refs: Vec<&Variable> = trainable.iter().collect();
         let mut history = History::default();
-        let mut ctx = TrainContext::new(&mut compiled.optimizer, &variables);
         let mut callbacks = std::mem::take(&mut options.callbacks);
-        for cb in callbacks.iter_mut() {
-            cb.on_train_begin(&mut ctx)?;
-        }
-        drop(ctx);
+        notify(
+            &mut callbacks,
+            &mut compiled.optimizer,
+            &variables,
+            |cb, ctx| cb.on_train_begin(ctx),
+        )?;
         let mut tracker = Mean::new("loss");
         let mut epoch_logs = Logs::new();
         for epoch in options.initial_epoch..options.epochs {
-            let mut ctx = TrainContext::new(&mut compiled.optimizer, &variables);
-            for cb in callbacks.iter_mut() {
-                cb.on_epoch_begin(epoch, &mut ctx)?;
-            }
-            drop(ctx);
+            notify(
+                &mut callbacks,
+                &mut compiled.optimizer,
+                &variables,
+                |cb, ctx| cb.on_epoch_begin(epoch, ctx),
+            )?;
             if options.verbose == 1 {
                 println!("Epoch {}/{}", epoch + 1, options.epochs);
             }
@@ -580,11 +582,12 @@ impl<N: Network> Model<N> {
             let mut stop = false;
             for step in 0..steps {
                 let (start, end) = (step * batch_size, ((step + 1) * batch_size).min(n));
-                let mut ctx = TrainContext::new(&mut compiled.optimizer, &variables);
-                for cb in callbacks.iter_mut() {
-                    cb.on_train_batch_begin(step, &mut ctx)?;
-                }
-                drop(ctx);
+                notify(
+                    &mut callbacks,
+                    &mut compiled.optimizer,
+                    &variables,
+                    |cb, ctx| cb.on_train_batch_begin(step, ctx),
+                )?;
                 let (xb, yb) = match &order {
                     Some(order) => (
                         x.gather_rows(&order[start..end])?,
@@ -611,11 +614,12 @@ impl<N: Network> Model<N> {
                 }
                 let logs = compiled.logs(&tracker);
                 bar.update(step + 1, &logs, false);
-                let mut ctx = TrainContext::new(&mut compiled.optimizer, &variables);
-                for cb in callbacks.iter_mut() {
-                    cb.on_train_batch_end(step, &logs, &mut ctx)?;
-                }
-                if ctx.stop_requested() {
+                if notify(
+                    &mut callbacks,
+                    &mut compiled.optimizer,
+                    &variables,
+                    |cb, ctx| cb.on_train_batch_end(step, &logs, ctx),
+                )? {
                     stop = true;
                     break;
                 }
@@ -630,12 +634,12 @@ impl<N: Network> Model<N> {
                     epoch_logs.insert(format!("val_{name}"), value);
                 }
             }
-            let mut ctx = TrainContext::new(&mut compiled.optimizer, &variables);
-            for cb in callbacks.iter_mut() {
-                cb.on_epoch_end(epoch, &mut epoch_logs, &mut ctx)?;
-            }
-            stop |= ctx.stop_requested();
-            drop(ctx);
+            stop |= notify(
+                &mut callbacks,
+                &mut compiled.optimizer,
+                &variables,
+                |cb, ctx| cb.on_epoch_end(epoch, &mut epoch_logs, ctx),
+            )?;
             history.record(epoch, &epoch_logs);
             bar.finish(&epoch_logs);
             if stop {
@@ -647,12 +651,28 @@ impl<N: Network> Model<N> {
                 .optimizer
                 .finalize_variable_values(trainable.iter())?;
         }
-        let mut ctx = TrainContext::new(&mut compiled.optimizer, &variables);
-        for cb in callbacks.iter_mut() {
-            cb.on_train_end(&epoch_logs, &mut ctx)?;
-        }
+        notify(
+            &mut callbacks,
+            &mut compiled.optimizer,
+            &variables,
+            |cb, ctx| cb.on_train_end(&epoch_logs, ctx),
+        )?;
         Ok(history)
     }
+}
+
+/// Calls `hook` on every callback with one context; whether one asked to stop training.
+fn notify(
+    callbacks: &mut [&mut dyn Callback],
+    optimizer: &mut Optimizer,
+    variables: &[Variable],
+    mut hook: impl FnMut(&mut dyn Callback, &mut TrainContext<'_>) -> Result<()>,
+) -> Result<bool> {
+    let mut ctx = TrainContext::new(optimizer, variables);
+    for cb in callbacks.iter_mut() {
+        hook(&mut **cb, &mut ctx)?;
+    }
+    Ok(ctx.stop_requested())
 }
 
 /// The loss (with regularization) and metrics over `(x, y)` in inference mode.

@@ -15,6 +15,9 @@ use crate::logs::History;
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
+/// A line to draw: its label, its points `(epoch, value)` and its color.
+type Series = (String, Vec<(f32, f32)>, RGBColor);
+
 /// The figure's size in pixels.
 const SIZE: (u32, u32) = (800, 800);
 
@@ -68,7 +71,7 @@ impl History {
         let areas = root.split_evenly((panels.len(), 1));
         for (area, key) in areas.iter().zip(&panels) {
             let val_key = format!("val_{key}");
-            let series: Vec<(String, Vec<(f32, f32)>, RGBColor)> = [
+            let series: Vec<Series> = [
                 (format!("Training {key}"), *key, BLUE),
                 (format!("Validation {key}"), val_key.as_str(), RED),
             ]
