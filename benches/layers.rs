@@ -6,9 +6,15 @@
 //! non-scalar output with ones) with respect to the input and every weight. `conv2d_first_layer` skips the input gradient (a first layer does not need it).
 //! The same work in PyTorch on one thread: `benches/peers/layers_torch.py`.
 //!
+//! Times are the CPU time of the benchmarking thread (`CLOCK_THREAD_CPUTIME_ID`), not wall
+//! time: the machine is shared by concurrent builds, and CPU time is what stays comparable with
+//! the peer, which reports its thread's CPU time too (`time.thread_time`). Set `WALL=1` for
+//! wall-clock times.
+//!
 //! Run: `flock /tmp/gradus-bench.lock cargo bench --bench layers`.
 
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gradus::autograd::{Tape, Variable};
@@ -29,12 +35,48 @@ fn step(layer: &dyn Layer, x: &Variable, wrt_input: bool) -> Vec<Tensor> {
     tape.gradient(&y, &vars.iter().collect::<Vec<_>>()).unwrap()
 }
 
+/// The CPU time consumed so far by the calling thread.
+fn thread_cpu_time() -> Duration {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut t = Timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid, writable timespec; the clock id is Linux's thread CPU clock.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Runs `f` `iters` times and returns the elapsed CPU time (wall time with `WALL=1`).
+fn timed(iters: u64, mut f: impl FnMut()) -> Duration {
+    if std::env::var_os("WALL").is_some() {
+        let start = Instant::now();
+        (0..iters).for_each(|_| f());
+        return start.elapsed();
+    }
+    let start = thread_cpu_time();
+    (0..iters).for_each(|_| f());
+    thread_cpu_time() - start
+}
+
 fn bench_layer(c: &mut Criterion, name: &str, layer: &dyn Layer, shape: &[usize], wrt_input: bool) {
     let mut rng = Rng::seed_from_u64(1);
     let x = Variable::new("x", Tensor::rand_uniform(shape, 0.0, 1.0, &mut rng));
     let mut group = c.benchmark_group("layers");
     group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_function(name, |b| b.iter(|| black_box(step(layer, &x, wrt_input))));
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            timed(iters, || {
+                black_box(step(layer, &x, wrt_input));
+            })
+        })
+    });
     group.finish();
 }
 

@@ -3,6 +3,8 @@
 
 One iteration: forward, backward of sum(y) (y.backward(ones)) with gradients for the input and every weight
 (`conv2d_first_layer`: no input gradient). Prints the median time and samples/s of each layer.
+Times are the CPU time of the calling thread (time.thread_time), as benches/layers.rs reports, so
+that concurrent work on the machine does not skew the comparison; WALL=1 for wall-clock times.
 Usage: /work/peers-venv/bin/python benches/peers/layers_torch.py  (T=2 for two threads)
 """
 import os
@@ -13,6 +15,7 @@ import torch
 import torch.nn as nn
 
 T = int(os.environ.get("T", "1"))
+clock = time.perf_counter if os.environ.get("WALL") else time.thread_time
 torch.set_num_threads(T)
 torch.manual_seed(0)
 B = 128
@@ -47,10 +50,10 @@ for name, layer, shape, wrt_input in cases:
     for _ in range(5):
         step()
     times = []
-    deadline = time.perf_counter() + 3.0
+    deadline = time.perf_counter() + 4.0
     while time.perf_counter() < deadline or len(times) < 10:
-        t = time.perf_counter()
+        t = clock()
         step()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     med = statistics.median(times)
     print(f"torch T={T} {name:24} median {med * 1e3:8.3f} ms  {B / med:10.0f} samples/s  ({len(times)} runs)")

@@ -161,11 +161,13 @@ impl Activation {
     /// activation, `dz = g f'(z)`, from its output `y` and the output gradient `g` (rows of
     /// `width`), in one pass into a new buffer.
     pub(crate) fn backward_rows(&self, y: &[f32], g: &[f32], width: usize) -> Vec<f32> {
-        let map = |f: fn(f32, f32) -> f32| y.iter().zip(g).map(|(&y, &g)| f(y, g)).collect();
+        fn map(y: &[f32], g: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+            y.iter().zip(g).map(|(&y, &g)| f(y, g)).collect()
+        }
         match self {
-            Activation::Relu => map(|y, g| if y > 0.0 { g } else { 0.0 }),
-            Activation::Sigmoid => map(|y, g| g * y * (1.0 - y)),
-            Activation::Tanh => map(|y, g| g * (1.0 - y * y)),
+            Activation::Relu => map(y, g, |y, g| if y > 0.0 { g } else { 0.0 }),
+            Activation::Sigmoid => map(y, g, |y, g| g * y * (1.0 - y)),
+            Activation::Tanh => map(y, g, |y, g| g * (1.0 - y * y)),
             Activation::Softmax if width > 0 => {
                 let mut dz = Vec::with_capacity(g.len());
                 for (g, y) in g.chunks_exact(width).zip(y.chunks_exact(width)) {

@@ -14,7 +14,8 @@ const ROUNDER: f32 = 12_582_912.0;
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
-    let n = (x * std::f32::consts::LOG2_E + ROUNDER) - ROUNDER;
+    let t = x * std::f32::consts::LOG2_E + ROUNDER;
+    let n = t - ROUNDER;
     // r = x - n ln 2, with ln 2 split in two so that n * hi is exact.
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let mut p = 1.987_569_1e-4f32;
@@ -24,7 +25,10 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let er = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // t = 2^23 + (2^22 + n) exactly, so its mantissa bits hold 2^22 + n: read n from them with
+    // integer operations (a float-to-int cast saturates lane by lane and does not vectorize).
+    let n_int = t.to_bits() as i32 - 0x4B40_0000;
+    let scale = f32::from_bits(((n_int + 127) as u32) << 23);
     er * scale
 }
 
@@ -79,7 +83,11 @@ mod tests {
             let t = f64::from(x).tanh();
             let err = (f64::from(tanh(x)) - t).abs();
             wt = wt.max(err / t.abs().max(1e-30)).min(f64::MAX);
-            assert!(err <= 1e-7 || err / t.abs() < 1e-6, "tanh({x}): {} vs {t}", tanh(x));
+            assert!(
+                err <= 1e-7 || err / t.abs() < 1e-6,
+                "tanh({x}): {} vs {t}",
+                tanh(x)
+            );
             let s = 1.0 / (1.0 + (-f64::from(x)).exp());
             ws = ws.max((f64::from(sigmoid(x)) - s).abs() / s);
         }

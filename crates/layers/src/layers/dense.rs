@@ -321,11 +321,21 @@ pub(crate) fn bias_act_rows(y: &mut [f32], bias: Option<&[f32]>, act: Activation
     if width == 0 {
         return;
     }
-    for row in y.chunks_exact_mut(width) {
-        if let Some(b) = bias {
-            row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+    match (bias, act) {
+        (Some(b), Activation::Relu) => {
+            for row in y.chunks_exact_mut(width) {
+                row.iter_mut()
+                    .zip(b)
+                    .for_each(|(v, b)| *v = (*v + b).max(0.0));
+            }
         }
-        act.forward_rows(row, width);
+        (Some(b), _) => {
+            for row in y.chunks_exact_mut(width) {
+                row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                act.forward_rows(row, width);
+            }
+        }
+        (None, _) => act.forward_rows(y, width),
     }
 }
 

@@ -384,23 +384,144 @@ impl Cell {
             Cell::Linear => {}
         }
     }
+}
 
-    /// The derivative at the point whose output is `y`.
+/// An elementwise activation known at compile time, so that the fused loops specialize and
+/// vectorize: its derivative at the point whose output is `y`.
+trait Act {
+    fn df(y: f32) -> f32;
+}
+
+struct SigmoidAct;
+struct TanhAct;
+struct ReluAct;
+struct LinearAct;
+
+impl Act for SigmoidAct {
     #[inline(always)]
-    fn df(self, y: f32) -> f32 {
-        match self {
-            Cell::Sigmoid => y * (1.0 - y),
-            Cell::Tanh => 1.0 - y * y,
-            Cell::Relu => {
-                if y > 0.0 {
-                    1.0
-                } else {
-                    0.0
+    fn df(y: f32) -> f32 {
+        y * (1.0 - y)
+    }
+}
+
+impl Act for TanhAct {
+    #[inline(always)]
+    fn df(y: f32) -> f32 {
+        1.0 - y * y
+    }
+}
+
+impl Act for ReluAct {
+    #[inline(always)]
+    fn df(y: f32) -> f32 {
+        if y > 0.0 { 1.0 } else { 0.0 }
+    }
+}
+
+impl Act for LinearAct {
+    #[inline(always)]
+    fn df(_: f32) -> f32 {
+        1.0
+    }
+}
+
+/// Calls `$f::<S, A>(args)` with the types of the runtime pair `(s, a)` of [`Cell`]s.
+macro_rules! dispatch {
+    (($s:expr, $a:expr), $f:ident($($arg:expr),*)) => {{
+        macro_rules! with_a {
+            ($S:ty) => {
+                match $a {
+                    Cell::Sigmoid => $f::<$S, SigmoidAct>($($arg),*),
+                    Cell::Tanh => $f::<$S, TanhAct>($($arg),*),
+                    Cell::Relu => $f::<$S, ReluAct>($($arg),*),
+                    Cell::Linear => $f::<$S, LinearAct>($($arg),*),
                 }
+            };
+        }
+        match $s {
+            Cell::Sigmoid => with_a!(SigmoidAct),
+            Cell::Tanh => with_a!(TanhAct),
+            Cell::Relu => with_a!(ReluAct),
+            Cell::Linear => with_a!(LinearAct),
+        }
+    }};
+}
+
+/// Batch, steps and units of one LSTM call.
+#[derive(Clone, Copy)]
+struct Shape {
+    bsz: usize,
+    steps: usize,
+    u: usize,
+}
+
+/// Backward through time: the gradients `dz_t` of the pre-activations of every step,
+/// time-major `[T, B, 4U]`, from the saved gate activations, cell states and `a(c_t)`, and the
+/// upstream gradient `dy` (`[B, T, U]` with `return_sequences`, else `[B, U]` for the last step).
+/// `S` is the gate activation, `A` the cell activation.
+fn backward_through_time<S: Act, A: Act>(
+    Shape { bsz, steps, u }: Shape,
+    gates: &[f32],
+    c: &[f32],
+    ac: &[f32],
+    rs: &[f32],
+    dy: &[f32],
+    return_sequences: bool,
+) -> Vec<f32> {
+    let (g4, step) = (4 * u, bsz * u);
+    let zeros = vec![0.0f32; u];
+    let mut dz = vec![0.0f32; steps * bsz * g4];
+    let mut dh_next = vec![0.0f32; step];
+    let mut dc_next = vec![0.0f32; step];
+    for t in (0..steps).rev() {
+        let gt = &gates[t * bsz * g4..(t + 1) * bsz * g4];
+        let dzt = &mut dz[t * bsz * g4..(t + 1) * bsz * g4];
+        for n in 0..bsz {
+            let (i, rest) = gt[n * g4..(n + 1) * g4].split_at(u);
+            let (f, rest) = rest.split_at(u);
+            let (g, o) = rest.split_at(u);
+            let (dzi, rest) = dzt[n * g4..(n + 1) * g4].split_at_mut(u);
+            let (dzf, rest) = rest.split_at_mut(u);
+            let (dzg, dzo) = rest.split_at_mut(u);
+            let row = t * step + n * u;
+            let acn = &ac[row..row + u];
+            let cp = if t > 0 {
+                &c[row - step..row - step + u]
+            } else {
+                &zeros[..]
+            };
+            let dyn_ = if return_sequences {
+                &dy[(n * steps + t) * u..(n * steps + t + 1) * u]
+            } else if t + 1 == steps {
+                &dy[n * u..(n + 1) * u]
+            } else {
+                &zeros[..]
+            };
+            let dhn = &dh_next[n * u..(n + 1) * u];
+            let dcn = &mut dc_next[n * u..(n + 1) * u];
+            for k in 0..u {
+                let dh = dhn[k] + dyn_[k];
+                let dc = dcn[k] + dh * o[k] * A::df(acn[k]);
+                dcn[k] = dc * f[k];
+                dzi[k] = dc * g[k] * S::df(i[k]);
+                dzf[k] = dc * cp[k] * S::df(f[k]);
+                dzg[k] = dc * i[k] * A::df(g[k]);
+                dzo[k] = dh * acn[k] * S::df(o[k]);
             }
-            Cell::Linear => 1.0,
+        }
+        if t > 0 {
+            gemm(
+                bsz,
+                g4,
+                u,
+                Mat::rows(dzt, g4),
+                Mat::rows(rs, g4).t(),
+                0.0,
+                &mut dh_next,
+            );
         }
     }
+    dz
 }
 
 /// `[a, b, c] -> [b, a, c]` for a row-major buffer (batch-major <-> time-major).
@@ -548,51 +669,11 @@ fn lstm_op<'t>(
             wv.as_slice().expect("contiguous"),
             rv.as_slice().expect("contiguous"),
         );
-        // Upstream gradient of h_t for sample n, unit k.
-        let dy_at = |t: usize, n: usize, k: usize| -> f32 {
-            if return_sequences {
-                dys[(n * steps + t) * u + k]
-            } else if t + 1 == steps {
-                dys[n * u + k]
-            } else {
-                0.0
-            }
-        };
-        let mut dz = vec![0.0f32; rows * g4];
-        let mut dh_next = vec![0.0f32; step];
-        let mut dc_next = vec![0.0f32; step];
-        for t in (0..steps).rev() {
-            let gt = &gates[t * bsz * g4..(t + 1) * bsz * g4];
-            let dzt = &mut dz[t * bsz * g4..(t + 1) * bsz * g4];
-            for n in 0..bsz {
-                let z = &gt[n * g4..(n + 1) * g4];
-                let dzn = &mut dzt[n * g4..(n + 1) * g4];
-                for k in 0..u {
-                    let j = n * u + k;
-                    let (i, f, g, o) = (z[k], z[u + k], z[2 * u + k], z[3 * u + k]);
-                    let acn = ac[t * step + j];
-                    let cp = if t > 0 { c[(t - 1) * step + j] } else { 0.0 };
-                    let dh = dh_next[j] + dy_at(t, n, k);
-                    let dc = dc_next[j] + dh * o * a.df(acn);
-                    dc_next[j] = dc * f;
-                    dzn[k] = dc * g * s.df(i);
-                    dzn[u + k] = dc * cp * s.df(f);
-                    dzn[2 * u + k] = dc * i * a.df(g);
-                    dzn[3 * u + k] = dh * acn * s.df(o);
-                }
-            }
-            if t > 0 {
-                gemm(
-                    bsz,
-                    g4,
-                    u,
-                    Mat::rows(dzt, g4),
-                    Mat::rows(rs, g4).t(),
-                    0.0,
-                    &mut dh_next,
-                );
-            }
-        }
+        let shape = Shape { bsz, steps, u };
+        let dz = dispatch!(
+            (s, a),
+            backward_through_time(shape, gates, c, ac, rs, dys, return_sequences)
+        );
         let mut grads: Vec<Option<Tensor>> = Vec::with_capacity(needs.len());
         grads.push(if needs[0] {
             let mut dxt = vec![0.0f32; rows * d];
