@@ -34,6 +34,20 @@ fn zip_with(
                 &shape,
             ));
         }
+        // One operand holds one value per leading index, such as a [batch, 1] column.
+        if a.shape() == shape.as_slice()
+            && let Some(inner) = leading_block_inner(b.shape(), &shape)
+        {
+            return Ok(Tensor::from_parts(repeat_each(x, y, inner, &f), &shape));
+        }
+        if b.shape() == shape.as_slice()
+            && let Some(inner) = leading_block_inner(a.shape(), &shape)
+        {
+            return Ok(Tensor::from_parts(
+                repeat_each(y, x, inner, |q, p| f(p, q)),
+                &shape,
+            ));
+        }
     }
     let av = a.data.broadcast(IxDyn(&shape)).expect("shape checked");
     let bv = b.data.broadcast(IxDyn(&shape)).expect("shape checked");
@@ -51,6 +65,29 @@ fn is_trailing_block(small: &[usize], full: &[usize]) -> bool {
     let lead = small.iter().take_while(|&&d| d == 1).count();
     let core = &small[lead..];
     core.len() <= full.len() && full.ends_with(core)
+}
+
+/// When `small`, broadcast to `full`, is constant over the trailing axes `k..` and equal to `full`
+/// on the leading axes `..k`, the number of elements of those trailing axes.
+fn leading_block_inner(small: &[usize], full: &[usize]) -> Option<usize> {
+    let n = full.len();
+    let padded: Vec<usize> = std::iter::repeat_n(1, n - small.len())
+        .chain(small.iter().copied())
+        .collect();
+    let k = padded.iter().rposition(|&d| d != 1).map_or(0, |i| i + 1);
+    (padded[..k] == full[..k]).then(|| full[k..].iter().product())
+}
+
+/// `out[i] = f(big[i], small[i / inner])`.
+#[inline]
+fn repeat_each(big: &[f32], small: &[f32], inner: usize, f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(big.len());
+    if inner > 0 {
+        for (chunk, &s) in big.chunks_exact(inner).zip(small) {
+            out.extend(chunk.iter().map(|&x| f(x, s)));
+        }
+    }
+    out
 }
 
 /// `out[i] = f(big[i], small[i % small.len()])`.

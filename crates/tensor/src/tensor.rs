@@ -1,6 +1,6 @@
 //! The [`Tensor`] type: creation, inspection and conversion.
 
-use ndarray::{ArcArray, ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
+use ndarray::{ArcArray, ArrayD, ArrayViewD, ArrayViewMutD, Ix2, IxDyn};
 
 use crate::error::{Result, TensorError};
 use crate::rng::Rng;
@@ -251,7 +251,9 @@ impl Tensor {
         if self.is_contiguous() {
             self.clone()
         } else {
-            Tensor::from(self.data.as_standard_layout().into_owned())
+            let mut out = ArrayD::<f32>::zeros(self.data.raw_dim());
+            copy_into(out.view_mut(), self.data.view());
+            Tensor::from(out)
         }
     }
 
@@ -286,6 +288,41 @@ impl Tensor {
                     .expect("length matches shape"),
             ),
             None => Tensor::from(self.data.map(|&x| f(x))),
+        }
+    }
+}
+
+/// Copies `src` into `dst` (same shape). The last two axes are copied row by row when rows are
+/// contiguous in `src`, else in square tiles so that a transposed source is read with locality.
+fn copy_into(mut dst: ArrayViewMutD<'_, f32>, src: ArrayViewD<'_, f32>) {
+    const TILE: usize = 32;
+    match src.ndim() {
+        0 | 1 => dst.assign(&src),
+        2 => {
+            let src = src.into_dimensionality::<Ix2>().expect("2-D");
+            let mut dst = dst.into_dimensionality::<Ix2>().expect("2-D");
+            let (rows, cols) = src.dim();
+            if src.strides()[1] == 1 {
+                for (mut d, s) in dst.rows_mut().into_iter().zip(src.rows()) {
+                    d.assign(&s);
+                }
+                return;
+            }
+            for i0 in (0..rows).step_by(TILE) {
+                for j0 in (0..cols).step_by(TILE) {
+                    for i in i0..(i0 + TILE).min(rows) {
+                        for j in j0..(j0 + TILE).min(cols) {
+                            // SAFETY: i < rows and j < cols, the common shape of both views.
+                            unsafe { *dst.uget_mut((i, j)) = *src.uget((i, j)) };
+                        }
+                    }
+                }
+            }
+        }
+        _ => {
+            for (d, s) in dst.outer_iter_mut().zip(src.outer_iter()) {
+                copy_into(d, s);
+            }
         }
     }
 }
@@ -352,6 +389,32 @@ mod tests {
         assert_eq!(a, b);
         let u = Tensor::rand_uniform(&[1000], -2.0, 3.0, &mut Rng::seed_from_u64(3));
         assert!(u.to_vec().iter().all(|&x| (-2.0..3.0).contains(&x)));
+    }
+
+    #[test]
+    fn to_contiguous_copies_any_layout() {
+        let n = 70 * 45 * 3;
+        let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let t = Tensor::from_vec(values, &[3, 70, 45]).unwrap();
+        let mut p = t.data.clone();
+        p.swap_axes(1, 2);
+        let p = Tensor::from(p);
+        let c = p.to_contiguous();
+        assert!(c.is_contiguous());
+        for i in 0..3 {
+            for j in 0..45 {
+                for k in 0..70 {
+                    assert_eq!(c.get(&[i, j, k]).unwrap(), t.get(&[i, k, j]).unwrap());
+                }
+            }
+        }
+        let mut q = t.data.clone();
+        q.swap_axes(0, 2);
+        let q = Tensor::from(q);
+        assert_eq!(
+            q.to_contiguous().to_vec(),
+            q.data.iter().copied().collect::<Vec<_>>()
+        );
     }
 
     #[test]
