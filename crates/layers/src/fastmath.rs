@@ -47,7 +47,7 @@ pub(crate) fn tanh(x: f32) -> f32 {
     p = p * z + 2.063_909e-2;
     p = p * z - 5.373_971_6e-2;
     p = p * z + 1.333_144_2e-1;
-    p = p * z - 3.333_328_1e-1;
+    p = p * z - 3.333_328e-1;
     let small = x + x * z * p;
     let big = (1.0 - 2.0 / (exp(2.0 * ax) + 1.0)).copysign(x);
     if ax < 0.625 { small } else { big }
