@@ -144,3 +144,76 @@ proptest! {
         }
     }
 }
+
+/// Shape-taking operations given arbitrary arguments: they answer Ok or Err, never panic, and
+/// Ok only when the arguments are valid.
+mod never_panic {
+    use super::*;
+
+    fn shape() -> impl Strategy<Value = Vec<usize>> {
+        prop::collection::vec(0usize..4, 0..4)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn axis_and_shape_arguments(s in shape(), axes in prop::collection::vec(-5isize..5, 0..4),
+                                    target in prop::collection::vec(0usize..7, 0..4),
+                                    perm in prop::collection::vec(0usize..4, 0..4),
+                                    start in 0usize..5, end in 0usize..5) {
+            let t = tensor_of(&s, 0.25);
+            let rank = s.len() as isize;
+            let axes_ok = axes.iter().all(|&a| (-rank..rank).contains(&a))
+                && {
+                    let mut n: Vec<isize> = axes.iter().map(|&a| a.rem_euclid(rank.max(1))).collect();
+                    n.sort_unstable();
+                    n.windows(2).all(|w| w[0] != w[1])
+                };
+            prop_assert_eq!(t.sum_axes(&axes, false).is_ok(), axes_ok);
+            prop_assert_eq!(t.max_axes(&axes, true).is_ok(), axes_ok);
+            let same_len = target.iter().product::<usize>() == t.len();
+            prop_assert_eq!(t.reshape(&target).is_ok(), same_len);
+            let mut sorted = perm.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(t.permute(&perm).is_ok(), sorted == (0..s.len()).collect::<Vec<_>>());
+            if let Some(&a) = axes.first() {
+                let axis_ok = (-rank..rank).contains(&a);
+                let k = axis_ok.then(|| a.rem_euclid(rank) as usize);
+                let len = k.map_or(0, |k| s[k]);
+                let others: usize = s.iter().enumerate().filter(|&(i, _)| Some(i) != k).map(|(_, &d)| d).product();
+                prop_assert_eq!(t.slice_axis(a, start, end).is_ok(), axis_ok && start <= end && end <= len);
+                prop_assert_eq!(t.index_axis(a, start).is_ok(), axis_ok && start < len);
+                prop_assert_eq!(t.softmax(a).is_ok(), axis_ok);
+                // an empty axis has no index to return, unless there is no output at all
+                prop_assert_eq!(t.argmax(a).is_ok(), axis_ok && (len > 0 || others == 0));
+                prop_assert_eq!(t.expand_dims(a).is_ok(), (-rank - 1..=rank).contains(&a));
+            }
+        }
+
+        #[test]
+        fn matmul_and_joins(a in shape(), b in shape(), axis in -4isize..4) {
+            let (x, y) = (tensor_of(&a, 0.0), tensor_of(&b, 1.0));
+            // matmul: rank >= 1, inner lengths equal, batch axes broadcast
+            let pa = if a.len() == 1 { vec![1, a[0]] } else { a.clone() };
+            let pb = if b.len() == 1 { vec![b[0], 1] } else { b.clone() };
+            let ok = !a.is_empty() && !b.is_empty()
+                && pa[pa.len() - 1] == pb[pb.len() - 2]
+                && naive_broadcast(&pa[..pa.len() - 2], &pb[..pb.len() - 2]).is_some();
+            prop_assert_eq!(x.matmul(&y).is_ok(), ok);
+            let rank = a.len() as isize;
+            let axis_ok = (-rank..rank).contains(&axis);
+            let concat_ok = axis_ok && a.len() == b.len() && {
+                let k = axis.rem_euclid(rank.max(1)) as usize;
+                a.iter().zip(&b).enumerate().all(|(i, (p, q))| i == k || p == q)
+            };
+            prop_assert_eq!(Tensor::concat(&[&x, &y], axis).is_ok(), concat_ok);
+            let stack_ok = (-rank - 1..=rank).contains(&axis) && a == b;
+            prop_assert_eq!(Tensor::stack(&[&x, &y], axis).is_ok(), stack_ok);
+        }
+    }
+}
