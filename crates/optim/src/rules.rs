@@ -803,17 +803,16 @@ const LANES: usize = 8;
 fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
     let mut total = 0.0_f64;
     for (ab, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        let ((a8, a_tail), (b8, b_tail)) = (ab.as_chunks::<LANES>(), bb.as_chunks::<LANES>());
         let mut lanes = [0.0_f32; LANES];
-        let (mut ai, mut bi) = (ab.chunks_exact(LANES), bb.chunks_exact(LANES));
-        for (a8, b8) in (&mut ai).zip(&mut bi) {
+        for (x, y) in a8.iter().zip(b8) {
             for l in 0..LANES {
-                lanes[l] += f(a8[l], b8[l]);
+                lanes[l] += f(x[l], y[l]);
             }
         }
-        let tail: f64 = ai
-            .remainder()
+        let tail: f64 = a_tail
             .iter()
-            .zip(bi.remainder())
+            .zip(b_tail)
             .map(|(&x, &y)| f64::from(f(x, y)))
             .sum();
         total += lanes.iter().map(|&x| f64::from(x)).sum::<f64>() + tail;
@@ -825,6 +824,22 @@ fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
 #[inline(always)]
 pub(crate) fn sum_squares(x: &[f32]) -> f64 {
     lane_sum(x, x, |v, _| v * v)
+}
+
+/// `sum_i f(a_i, b_i)^2`: `f` runs as a plain element-wise loop into a block buffer on the
+/// stack (so it vectorizes however complex it is), then [`sum_squares`] reduces the block.
+#[inline(always)]
+fn sum_squares_of(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    let mut buf = [0.0_f32; BLOCK];
+    let mut total = 0.0_f64;
+    for (ab, bb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)) {
+        let out = &mut buf[..ab.len()];
+        for ((o, &x), &y) in out.iter_mut().zip(ab).zip(bb) {
+            *o = f(x, y);
+        }
+        total += sum_squares(out);
+    }
+    total
 }
 
 /// [`sum_squares`] compiled for AVX2 where the CPU has it.
@@ -1182,10 +1197,7 @@ fn lamb(k: &Coeffs, var: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
             *v += (g * g - *v) * one_minus_b2;
         }
         w_sq += sum_squares(xb);
-        r_sq += lane_sum(mb, vb, |m, v| {
-            let r = ratio_of(m, v);
-            r * r
-        });
+        r_sq += sum_squares_of(mb, vb, ratio_of);
     }
     let (w_norm, r_norm) = (w_sq.sqrt() as f32, r_sq.sqrt() as f32);
     let ratio = if w_norm > 0.0 && r_norm > 0.0 {
@@ -1270,10 +1282,7 @@ fn adafactor(
             *vv = b2t * *vv + one_minus_b2t * (gv * gv + eps1);
         }
     }
-    let u_sq = lane_sum(g, v, |gv, vv| {
-        let u = gv / vv.sqrt();
-        u * u
-    });
+    let u_sq = sum_squares_of(g, v, |gv, vv| gv / vv.sqrt());
     let rms_u = (u_sq / n).sqrt() as f32;
     let denom = 1.0_f32.max(rms_u / clip_threshold);
     for ((x, &gv), &vv) in var.iter_mut().zip(g).zip(v.iter()) {
