@@ -280,13 +280,16 @@ pub fn erf(x: f64) -> f64 {
     let ax = x.abs();
     let r = if ax < 2.5 {
         let x2 = ax * ax;
+        let two_x2 = 2.0 * x2;
         let mut term = ax;
         let mut sum = ax;
-        let mut n = 0.0;
-        while term > sum * 1e-17 {
-            n += 1.0;
-            term *= 2.0 * x2 / (2.0 * n + 1.0);
+        // Multiplying by tabulated 1/(2n+1) keeps divisions out of the dependency chain.
+        for inv in &INV_ODD[1..] {
+            term *= two_x2 * inv;
             sum += term;
+            if term <= sum * 1e-17 {
+                break;
+            }
         }
         2.0 / std::f64::consts::PI.sqrt() * (-x2).exp() * sum
     } else if ax < 6.0 {
@@ -296,6 +299,17 @@ pub fn erf(x: f64) -> f64 {
     };
     r.copysign(x)
 }
+
+/// `1 / (2n + 1)` for `n = 0, 1, ...`: the series for `|x| < 2.5` converges within 70 terms.
+const INV_ODD: [f64; 80] = {
+    let mut t = [0.0; 80];
+    let mut n = 0;
+    while n < t.len() {
+        t[n] = 1.0 / (2 * n + 1) as f64;
+        n += 1;
+    }
+    t
+};
 
 /// `erfc(x)` for `x >= 2.5` by the Laplace continued fraction, evaluated bottom-up.
 fn erfc_cf(x: f64) -> f64 {
