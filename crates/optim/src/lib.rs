@@ -15,6 +15,21 @@
 //! - State: `iterations`, Keras-ordered [`Optimizer::variables`], get/set weights, and
 //!   save/load of the whole state (serde, JSON) keyed by parameter name.
 //!
+//! ## Fidelity
+//!
+//! Every rule is written in `f32` in the order Keras 3 (TensorFlow backend) evaluates it, so the
+//! tests in `tests/keras_fixtures.rs` reproduce real Keras 3.15 trajectories bit for bit for
+//! most cases; where Keras reduces a tensor (norms, means) or calls `pow`, the difference stays
+//! below 3e-6 relative.
+//!
+//! ## Speed
+//!
+//! Each element-wise rule is one pass over the parameter, its gradient and its slots, with
+//! weight decay fused in behind a compile-time switch; on x86-64 the kernels are also compiled
+//! for AVX2 and picked at run time (same results). Shared options that transform gradients
+//! (unscaling, accumulation, clipping) cost an extra pass into a reused buffer, and only when
+//! set. Per-parameter state is found by position first, by key otherwise.
+//!
 //! ## Quick start
 //!
 //! ```
