@@ -612,16 +612,19 @@ impl<N: Network> Model<N> {
                 for m in compiled.metrics_mut() {
                     m.update_state(&yb, &y_pred, None)?;
                 }
-                let logs = compiled.logs(&tracker);
-                bar.update(step + 1, &logs, false);
-                if notify(
-                    &mut callbacks,
-                    &mut compiled.optimizer,
-                    &variables,
-                    |cb, ctx| cb.on_train_batch_end(step, &logs, ctx),
-                )? {
-                    stop = true;
-                    break;
+                // The running logs are built only for someone to read them.
+                if options.verbose == 1 || !callbacks.is_empty() {
+                    let logs = compiled.logs(&tracker);
+                    bar.update(step + 1, &logs, false);
+                    if notify(
+                        &mut callbacks,
+                        &mut compiled.optimizer,
+                        &variables,
+                        |cb, ctx| cb.on_train_batch_end(step, &logs, ctx),
+                    )? {
+                        stop = true;
+                        break;
+                    }
                 }
             }
             epoch_logs = compiled.logs(&tracker);

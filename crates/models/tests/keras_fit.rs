@@ -45,15 +45,21 @@ fn tensor(v: &Value) -> Tensor {
     Tensor::from_vec(values, &shape).expect("consistent fixture")
 }
 
+/// Checks `got` against Keras within 1e-4 relative (relative to at least 0.01, for values near
+/// zero) and prints the largest relative error (`cargo test -- --nocapture` shows it).
 fn assert_close(what: &str, got: &[f32], expected: &[f32]) {
     assert_eq!(got.len(), expected.len(), "{what}: lengths differ");
+    let mut worst = 0.0f32;
     for (i, (g, e)) in got.iter().zip(expected).enumerate() {
-        let tol = 1e-4 * e.abs().max(1e-2);
+        let scale = e.abs().max(1e-2);
+        let tol = 1e-4 * scale;
         assert!(
             (g - e).abs() <= tol,
             "{what}[{i}]: got {g}, Keras {e} (tolerance {tol})"
         );
+        worst = worst.max((g - e).abs() / scale);
     }
+    println!("{what}: largest relative error {worst:.2e}");
 }
 
 fn values(v: &Value) -> Vec<f32> {
