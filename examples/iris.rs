@@ -28,14 +28,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         iris.labels.gather_rows(&order)?,
     );
 
-    let mut model = Model::new(
+    let mut model = Model::with_seed(
         Sequential::new().layer(
             Dense::new(3)
                 .activation("softmax")
                 .kernel_regularizer(L2::default()),
         ),
-    )?
-    .with_seed(116)?;
+        116,
+    )?;
     model.compile(
         Optimizer::builder(Sgd::default())
             .learning_rate(0.1)

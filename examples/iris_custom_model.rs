@@ -55,7 +55,7 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let iris = load_iris()?;
     let (x, y) = shuffle(&iris.features, &iris.labels, &mut Rng::seed_from_u64(116))?;
 
-    let mut model = Model::new(IrisModel::new())?.with_seed(116)?;
+    let mut model = Model::with_seed(IrisModel::new(), 116)?;
     model.compile(
         Optimizer::builder(Sgd::default())
             .learning_rate(0.1)

@@ -200,35 +200,31 @@ pub struct Model<N: Network> {
 }
 
 impl<N: Network> Model<N> {
-    /// A model of `network`, built at once when the network declares its input shape.
+    /// A model of `network` with seed 0, built at once when the network declares its input
+    /// shape.
     ///
     /// # Errors
     /// Errors of building the network for its declared input shape.
     pub fn new(network: N) -> Result<Model<N>> {
+        Model::with_seed(network, 0)
+    }
+
+    /// A model of `network` whose RNG (initial weights, shuffling) is seeded with `seed`, built
+    /// at once when the network declares its input shape.
+    ///
+    /// # Errors
+    /// As [`new`](Model::new).
+    pub fn with_seed(network: N, seed: u64) -> Result<Model<N>> {
         let mut model = Model {
             network,
             compiled: None,
-            rng: Rng::seed_from_u64(0),
+            rng: Rng::seed_from_u64(seed),
             input_shape: None,
         };
         if let Some(shape) = model.network.declared_input_shape() {
             model.build(&shape)?;
         }
         Ok(model)
-    }
-
-    /// The model with its RNG reseeded; an already built model is rebuilt (new initial weights).
-    ///
-    /// # Errors
-    /// As [`build`](Model::build).
-    pub fn with_seed(mut self, seed: u64) -> Result<Model<N>> {
-        self.rng = Rng::seed_from_u64(seed);
-        if let Some(shape) = self.input_shape.take() {
-            self.network.build(&shape, &mut self.rng)?;
-            self.check_names()?;
-            self.input_shape = Some(shape);
-        }
-        Ok(self)
     }
 
     /// The network.

@@ -338,7 +338,7 @@ fn save_and_load_predict_identically_and_continue_bit_identically() {
                     .activation("softmax")
                     .kernel_regularizer(L2::new(0.01)),
             );
-        let mut m = Model::new(net).unwrap().with_seed(9).unwrap();
+        let mut m = Model::with_seed(net, 9).unwrap();
         let adam = Optimizer::builder(Adam::default())
             .learning_rate(0.01)
             .build()
@@ -695,4 +695,34 @@ fn layer_names_are_made_unique() {
         .layer(Dense::new(2));
     let names: Vec<String> = net.layers().iter().map(|l| l.name().to_string()).collect();
     assert_eq!(names, ["dense", "dense_1", "dense_2"]);
+}
+
+#[test]
+fn the_seed_fixes_initial_weights_and_shuffling() {
+    let (x, y) = data(30, 14);
+    let run = |seed: u64| {
+        let net = Sequential::new()
+            .input_shape(&[4])
+            .layer(Dense::new(3).activation("softmax"));
+        let mut m = Model::with_seed(net, seed).unwrap();
+        let initial = values(&m);
+        m.compile(
+            sgd(0.1),
+            "sparse_categorical_crossentropy",
+            gradus_models::NO_METRICS,
+        )
+        .unwrap();
+        m.fit(
+            &x,
+            &y,
+            FitOptions {
+                batch_size: 4,
+                ..quiet(2)
+            },
+        )
+        .unwrap();
+        (initial, values(&m))
+    };
+    assert_eq!(run(3), run(3));
+    assert_ne!(run(3).0, run(4).0);
 }
