@@ -20,7 +20,10 @@ use workloads::{MNIST_WORKLOADS, SAMPLES, epoch, iris_fit, iris_model, mnist_mod
 
 fn training(c: &mut Criterion) {
     let mut group = c.benchmark_group("training");
-    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(SAMPLES as u64));
     for name in MNIST_WORKLOADS {
         let (mut model, x, y) = mnist_model(name, SAMPLES).expect("the workload builds");

@@ -26,7 +26,9 @@ use workloads::{Error, SAMPLES, epoch, iris_fit, iris_model, mnist_model};
 
 /// Seconds the threads of this process have run on a CPU (0 where `/proc` is unavailable).
 fn cpu_seconds() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
     let nanos: u64 = tasks
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
@@ -36,12 +38,18 @@ fn cpu_seconds() -> f64 {
 }
 
 fn main() -> Result<(), Error> {
-    let threads = std::env::var("GRADUS_NUM_THREADS").ok().and_then(|t| t.parse::<usize>().ok()).unwrap_or(1);
+    let threads = std::env::var("GRADUS_NUM_THREADS")
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(1);
     if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
         // SAFETY: no other thread runs yet; matrixmultiply reads it at its first product.
         unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
     }
-    let n = std::env::var("N").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(SAMPLES);
+    let n = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(SAMPLES);
     let mut names: Vec<String> = std::env::args().skip(1).collect();
     if names.is_empty() {
         names = workloads::MNIST_WORKLOADS.map(String::from).to_vec();
@@ -53,7 +61,9 @@ fn main() -> Result<(), Error> {
             let history = iris_fit(&mut model, &x, &y)?;
             let (secs, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu);
             let loss = history.last("loss").unwrap_or(f32::NAN);
-            println!("gradus T={threads} iris: {secs:.4} s/fit (500 epochs)  loss {loss:.3}  cpu {cpu:.4} s");
+            println!(
+                "gradus T={threads} iris: {secs:.4} s/fit (500 epochs)  loss {loss:.3}  cpu {cpu:.4} s"
+            );
         } else {
             let (mut model, x, y) = mnist_model(name, n)?;
             epoch(&mut model, &x, &y)?;
@@ -61,7 +71,9 @@ fn main() -> Result<(), Error> {
             let history = epoch(&mut model, &x, &y)?;
             let (secs, cpu) = (start.elapsed().as_secs_f64(), cpu_seconds() - cpu);
             let loss = history.last("loss").unwrap_or(f32::NAN);
-            println!("gradus T={threads} {name}: {secs:.3} s/epoch ({n} samples)  loss {loss:.3}  cpu {cpu:.3} s");
+            println!(
+                "gradus T={threads} {name}: {secs:.3} s/epoch ({n} samples)  loss {loss:.3}  cpu {cpu:.3} s"
+            );
         }
     }
     Ok(())

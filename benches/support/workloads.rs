@@ -53,11 +53,16 @@ pub fn network(name: &str) -> Result<(Sequential, Vec<usize>), Error> {
             vec![28, 28, 1],
         ),
         "lstm" => (
-            Sequential::new().input_shape(&[28, 28]).layer(LSTM::new(64)).layer(Dense::new(10)),
+            Sequential::new()
+                .input_shape(&[28, 28])
+                .layer(LSTM::new(64))
+                .layer(Dense::new(10)),
             vec![28, 28],
         ),
         other => {
-            return Err(format!("unknown workload {other:?} (expected mlp, cnn, lstm or iris)").into());
+            return Err(
+                format!("unknown workload {other:?} (expected mlp, cnn, lstm or iris)").into(),
+            );
         }
     })
 }
@@ -67,9 +72,11 @@ pub fn network(name: &str) -> Result<(Sequential, Vec<usize>), Error> {
 pub fn mnist_model(name: &str, n: usize) -> Result<(Model<Sequential>, Tensor, Tensor), Error> {
     let (net, shape) = network(name)?;
     let (x, y) = data(n, &shape)?;
-    let mut model = Model::new(net)?.with_seed(0)?;
+    let mut model = Model::with_seed(net, 0)?;
     model.compile(
-        Optimizer::builder(Adam::default()).learning_rate(1e-3).build()?,
+        Optimizer::builder(Adam::default())
+            .learning_rate(1e-3)
+            .build()?,
         SparseCategoricalCrossentropy::new().from_logits(true),
         Vec::<String>::new(),
     )?;
@@ -78,18 +85,33 @@ pub fn mnist_model(name: &str, n: usize) -> Result<(Model<Sequential>, Tensor, T
 
 /// One epoch: batch 128, shuffle off, silent.
 pub fn epoch(model: &mut Model<Sequential>, x: &Tensor, y: &Tensor) -> Result<History, Error> {
-    Ok(model.fit(x, y, FitOptions { batch_size: 128, epochs: 1, shuffle: false, verbose: 0, ..Default::default() })?)
+    Ok(model.fit(
+        x,
+        y,
+        FitOptions {
+            batch_size: 128,
+            epochs: 1,
+            shuffle: false,
+            verbose: 0,
+            ..Default::default()
+        },
+    )?)
 }
 
 /// The compiled model and shuffled data of the Keras docs' Iris example.
 pub fn iris_model() -> Result<(Model<Sequential>, Tensor, Tensor), Error> {
     let iris = load_iris()?;
     let (x, y) = shuffle(&iris.features, &iris.labels, &mut Rng::seed_from_u64(116))?;
-    let mut model =
-        Model::new(Sequential::new().layer(Dense::new(3).activation("softmax").kernel_regularizer(L2::default())))?
-            .with_seed(116)?;
+    let net = Sequential::new().layer(
+        Dense::new(3)
+            .activation("softmax")
+            .kernel_regularizer(L2::default()),
+    );
+    let mut model = Model::with_seed(net, 116)?;
     model.compile(
-        Optimizer::builder(Sgd::default()).learning_rate(0.1).build()?,
+        Optimizer::builder(Sgd::default())
+            .learning_rate(0.1)
+            .build()?,
         SparseCategoricalCrossentropy::new(),
         ["sparse_categorical_accuracy"],
     )?;
