@@ -26,7 +26,11 @@ const BATCH: usize = 128;
 /// One forward + backward step of `layer` on `x`, with the input gradient when `wrt_input`.
 fn step(layer: &dyn Layer, x: &Variable, wrt_input: bool) -> Vec<Tensor> {
     let tape = Tape::new();
-    let input = if wrt_input { tape.watch(x) } else { tape.constant(x.value()) };
+    let input = if wrt_input {
+        tape.watch(x)
+    } else {
+        tape.constant(x.value())
+    };
     let y = layer.call(&input, true).unwrap();
     let mut vars = layer.trainable_variables();
     if wrt_input {
@@ -46,7 +50,10 @@ fn thread_cpu_time() -> Duration {
         fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
     }
     const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut t = Timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut t = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `t` is a valid, writable timespec; the clock id is Linux's thread CPU clock.
     let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
@@ -84,7 +91,10 @@ fn layers(c: &mut Criterion) {
     let dense = Dense::new(128).activation("relu").built(&[784], 0).unwrap();
     bench_layer(c, "dense_784_128", &dense, &[BATCH, 784], true);
 
-    let conv = Conv2D::new(32, 3).activation("relu").built(&[28, 28, 1], 0).unwrap();
+    let conv = Conv2D::new(32, 3)
+        .activation("relu")
+        .built(&[28, 28, 1], 0)
+        .unwrap();
     bench_layer(c, "conv2d_28x28x1_32x3x3", &conv, &[BATCH, 28, 28, 1], true);
     bench_layer(c, "conv2d_first_layer", &conv, &[BATCH, 28, 28, 1], false);
 

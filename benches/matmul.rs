@@ -62,18 +62,24 @@ fn dense(c: &mut Criterion) {
         let x = rand(&[batch, 784], 4);
         let dy = rand(&[batch, 128], 5);
         group.throughput(flops(batch, 784, 128));
-        group.bench_function(BenchmarkId::new("forward x@W", format!("{batch}x784@784x128")), |bench| {
-            bench.iter(|| black_box(&x).matmul(black_box(&w)).unwrap())
-        });
-        group.bench_function(BenchmarkId::new("grad_kernel x^T@dy", format!("784x{batch}@{batch}x128")), |bench| {
-            bench.iter(|| black_box(&x).matmul_t(black_box(&dy), true, false).unwrap())
-        });
-        group.bench_function(BenchmarkId::new("grad_input dy@W^T", format!("{batch}x128@128x784")), |bench| {
-            bench.iter(|| black_box(&dy).matmul_t(black_box(&w), false, true).unwrap())
-        });
+        group.bench_function(
+            BenchmarkId::new("forward x@W", format!("{batch}x784@784x128")),
+            |bench| bench.iter(|| black_box(&x).matmul(black_box(&w)).unwrap()),
+        );
+        group.bench_function(
+            BenchmarkId::new("grad_kernel x^T@dy", format!("784x{batch}@{batch}x128")),
+            |bench| bench.iter(|| black_box(&x).matmul_t(black_box(&dy), true, false).unwrap()),
+        );
+        group.bench_function(
+            BenchmarkId::new("grad_input dy@W^T", format!("{batch}x128@128x784")),
+            |bench| bench.iter(|| black_box(&dy).matmul_t(black_box(&w), false, true).unwrap()),
+        );
         let mut acc = Tensor::zeros(&[784, 128]);
         group.bench_function(
-            BenchmarkId::new("grad_kernel accumulate (gemm beta=1)", format!("784x{batch}@{batch}x128")),
+            BenchmarkId::new(
+                "grad_kernel accumulate (gemm beta=1)",
+                format!("784x{batch}@{batch}x128"),
+            ),
             |bench| {
                 let xt = x.transpose().unwrap();
                 bench.iter(|| gemm(1.0, black_box(&xt), black_box(&dy), 1.0, &mut acc).unwrap())
