@@ -24,10 +24,31 @@ fn scratch() -> &'static PathBuf {
     })
 }
 
-fuzz_target!(|data: &[u8]| {
+/// `bytes` with the checksum trailer gradus writes (a tag, then FNV-1a 64 of what precedes it),
+/// so that fuzzing reaches the parser behind the checksum.
+fn with_trailer(bytes: &[u8]) -> Vec<u8> {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let mut out = bytes.to_vec();
+    out.extend_from_slice(b"gradus#\x01");
+    out.extend_from_slice(&hash.to_le_bytes());
+    out
+}
+
+fuzz_target!(|input: &[u8]| {
+    // The first byte chooses: the bytes as they are, or with a valid checksum trailer.
+    let Some((&mode, data)) = input.split_first() else {
+        return;
+    };
     let path = scratch();
-    std::fs::write(path, data).expect("the scratch file is writable");
-    if let Ok(mut model) = Model::<Sequential>::load(path) {
+    let bytes = if mode & 1 == 1 {
+        with_trailer(data)
+    } else {
+        data.to_vec()
+    };
+    std::fs::write(path, &bytes).expect("the scratch file is writable");
+    if let Ok(model) = Model::<Sequential>::load(path) {
         // What loads must be usable.
         let _ = model.summary_string();
         let _ = model.get_weights();
