@@ -148,6 +148,13 @@ pub trait Callback: fmt::Debug {
         Ok(())
     }
 
+    /// Whether a batch whose loss is NaN or infinite must not update the weights (false by
+    /// default): `fit` then skips that batch's optimizer step, so that a callback stopping on
+    /// it ([`TerminateOnNaN`]) leaves the last good weights.
+    fn skips_non_finite_steps(&self) -> bool {
+        false
+    }
+
     /// After training batch `batch`, with the epoch's running averages.
     ///
     /// # Errors
@@ -642,6 +649,12 @@ impl Callback for CsvLogger {
         if self.keys.as_ref().is_none_or(Vec::is_empty) {
             let mut keys: Vec<String> = logs.iter().map(|(k, _)| k.to_string()).collect();
             keys.sort();
+            // As Keras: with validation_freq > 1 the first epoch has no `val_` entries, so the
+            // columns get them up front (rows without validation write NA there).
+            if !keys.iter().any(|k| k.starts_with("val_")) {
+                let val: Vec<String> = keys.iter().map(|k| format!("val_{k}")).collect();
+                keys.extend(val);
+            }
             if self.keys.is_none() {
                 text.push_str(&format!("epoch{sep}{}\n", keys.join(&sep)));
             }
@@ -669,7 +682,9 @@ impl Callback for CsvLogger {
     }
 }
 
-/// Stops training as soon as a batch's loss is NaN or infinite (Keras' `TerminateOnNaN`).
+/// Stops training as soon as a batch's loss is NaN or infinite (Keras' `TerminateOnNaN`), with
+/// the last good weights: the optimizer step of that batch is skipped (Keras applies it, and
+/// leaves NaN weights). `fit` returns `Ok` with the epoch's logs so far.
 #[derive(Debug, Clone, Default)]
 pub struct TerminateOnNaN {
     /// The batch that stopped training, if one did.
@@ -684,6 +699,10 @@ impl TerminateOnNaN {
 }
 
 impl Callback for TerminateOnNaN {
+    fn skips_non_finite_steps(&self) -> bool {
+        true
+    }
+
     fn on_train_batch_end(
         &mut self,
         batch: usize,

@@ -639,6 +639,32 @@ fn csv_logger_and_terminate_on_nan() {
     );
     std::fs::remove_file(&path).unwrap();
 
+    // With validation_freq 2 the first epoch has no val_ entries: the columns still have them
+    // (as Keras' CSVLogger), with NA on the epochs without validation.
+    let path = std::env::temp_dir().join(format!("gradus-models-log2-{}.csv", std::process::id()));
+    let mut log = CsvLogger::new(&path);
+    let h = model
+        .fit(
+            &x,
+            &y,
+            FitOptions {
+                validation_split: 0.2,
+                validation_freq: 2.into(),
+                callbacks: vec![&mut log],
+                ..quiet(2)
+            },
+        )
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "epoch,accuracy,loss,val_accuracy,val_loss");
+    assert!(lines[1].ends_with(",NA,NA"), "{}", lines[1]);
+    assert_eq!(
+        lines[2].split(',').nth(4).unwrap(),
+        h["val_loss"][0].to_string()
+    );
+    std::fs::remove_file(&path).unwrap();
+
     let mut nan = TerminateOnNaN::new();
     let mut opt = sgd(0.1);
     let vars = model.variables();
