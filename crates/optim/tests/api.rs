@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use gradus_optim::rules::{Adafactor, Adam, Ftrl, Lion, Sgd};
+use gradus_optim::rules::{Adam, Ftrl, Lion, Sgd};
 use gradus_optim::schedules::{
     CosineDecay, CosineDecayRestarts, ExponentialDecay, PiecewiseConstantDecay, PolynomialDecay,
 };
@@ -863,6 +863,7 @@ fn named_param_checks_its_shape() {
 #[test]
 fn ndarray_adapter_updates_arrays_in_place() {
     use gradus_optim::array_gradient;
+    use gradus_optim::rules::Adafactor;
     use ndarray::{Array2, array};
 
     let mut w = Array2::<f32>::ones((3, 4));
