@@ -211,7 +211,13 @@ pub fn im2col(input: &Tensor, g: &Conv2dGeometry) -> Result<Tensor> {
                             };
                             let src = ((n * g.in_h + ih) * g.in_w + iw) * c;
                             let dst = (kh * g.k_w + kw) * c;
-                            row[dst..dst + c].copy_from_slice(&x[src..src + c]);
+                            if c == 1 {
+                                // One channel (a first layer on grey images): a plain move, not
+                                // a `memcpy` call per pixel.
+                                row[dst] = x[src];
+                            } else {
+                                row[dst..dst + c].copy_from_slice(&x[src..src + c]);
+                            }
                         }
                     }
                 }
