@@ -74,7 +74,6 @@ fn child_saves_checkpoints_in_a_loop() {
 }
 
 #[test]
-#[ignore = "needs the crates/models changes in /work/notes/requests-reliability.md"]
 fn checkpoints_survive_sigkill_at_random_moments() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;

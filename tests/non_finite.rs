@@ -91,7 +91,6 @@ fn without_a_guard_training_goes_on_as_in_keras() {
 }
 
 #[test]
-#[ignore = "needs the crates/models changes in /work/notes/requests-reliability.md"]
 fn terminate_on_nan_stops_with_the_last_good_weights() {
     let (x, y) = data(true);
     let mut m = model(sgd());

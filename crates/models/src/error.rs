@@ -54,6 +54,18 @@ pub enum ModelError {
         /// The shape of `x`.
         got: Vec<usize>,
     },
+    /// NaN or an infinity in the data handed to `fit` or `evaluate`.
+    #[error("{op}: expected finite values in {what}, got {value} at sample {sample}")]
+    NonFinite {
+        /// The call.
+        op: &'static str,
+        /// Which tensor (`"x"`, `"y"`, `"validation_data x"`, ...).
+        what: String,
+        /// The first sample (index along axis 0) holding a non-finite value.
+        sample: usize,
+        /// That value.
+        value: f32,
+    },
     /// An argument out of its range (`validation_split`, `batch_size`, ...).
     #[error("{name}: expected {expected}, got {got}")]
     InvalidArgument {

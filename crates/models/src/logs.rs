@@ -3,6 +3,8 @@
 use std::fmt;
 use std::ops::Index;
 
+use serde::{Deserialize, Serialize};
+
 /// Named values in the order Keras reports them: `loss`, the metrics in compile order, then the
 /// `val_` versions. What `evaluate` returns and what callbacks receive.
 ///
@@ -156,6 +158,45 @@ impl History {
         }
     }
 
+    /// The history as plain data, every value as its bits (exact, and NaN survives JSON).
+    pub(crate) fn to_saved(&self) -> SavedHistory {
+        SavedHistory {
+            epoch: self.epoch.clone(),
+            series: self
+                .series
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.iter().map(|&(e, x)| (e, x.to_bits())).collect(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The history [`to_saved`](History::to_saved) gave.
+    pub(crate) fn from_saved(saved: &SavedHistory) -> History {
+        let series: Vec<(String, Vec<(usize, f32)>)> = saved
+            .series
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.iter().map(|&(e, x)| (e, f32::from_bits(x))).collect(),
+                )
+            })
+            .collect();
+        History {
+            epoch: saved.epoch.clone(),
+            values: series
+                .iter()
+                .map(|(_, v)| v.iter().map(|p| p.1).collect())
+                .collect(),
+            series,
+        }
+    }
+
     fn position(&self, key: &str) -> Option<usize> {
         self.series.iter().position(|(n, _)| n == key)
     }
@@ -175,6 +216,13 @@ impl History {
             })
             .collect()
     }
+}
+
+/// A [`History`] as saved in a checkpoint: the epochs, and per key its `(epoch, value bits)`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SavedHistory {
+    epoch: Vec<usize>,
+    series: Vec<(String, Vec<(usize, u32)>)>,
 }
 
 /// `history["loss"]`, as in Keras.

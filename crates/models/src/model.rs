@@ -197,6 +197,8 @@ pub struct Model<N: Network> {
     pub(crate) compiled: Option<Compiled>,
     pub(crate) rng: Rng,
     input_shape: Option<Vec<usize>>,
+    /// Every epoch trained so far, across fits (saved in checkpoints).
+    pub(crate) history: History,
 }
 
 impl<N: Network> Model<N> {
@@ -220,6 +222,7 @@ impl<N: Network> Model<N> {
             compiled: None,
             rng: Rng::seed_from_u64(seed),
             input_shape: None,
+            history: History::default(),
         };
         if let Some(shape) = model.network.declared_input_shape() {
             model.build(&shape)?;
@@ -346,6 +349,19 @@ impl<N: Network> Model<N> {
         Ok(())
     }
 
+    /// The epoch counter: the epoch after the last one trained (0 before any training). Resume
+    /// an interrupted run with `FitOptions { initial_epoch: model.epoch(), .. }`; whole-model
+    /// checkpoints carry it.
+    pub fn epoch(&self) -> usize {
+        self.history.epoch.last().map_or(0, |e| e + 1)
+    }
+
+    /// Every epoch trained so far, across calls of `fit` and checkpoints (each `fit` also
+    /// returns the History of its own epochs).
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
     /// Whether the model is compiled.
     pub fn is_compiled(&self) -> bool {
         self.compiled.is_some()
@@ -455,9 +471,17 @@ impl<N: Network> Model<N> {
     /// weighted by their sizes. `validation_split` holds out the last fraction of the samples
     /// before shuffling. At the end, an optimizer with EMA swaps the averages in.
     ///
+    /// Non-finite values: NaN or an infinity in `x`, `y` or the validation data is refused up
+    /// front ([`ModelError::NonFinite`]). A loss that becomes NaN or infinite during training
+    /// (from finite data: a learning rate too large, an overflow) is not an error, as in Keras:
+    /// training goes on and the History records it. [`TerminateOnNaN`](crate::TerminateOnNaN)
+    /// stops at that batch with the last good weights (its step is skipped); an optimizer with
+    /// dynamic loss scaling skips steps whose gradients are not finite. See
+    /// `docs/reliability.md`.
+    ///
     /// # Errors
     /// [`ModelError::NotCompiled`], [`ModelError::LengthMismatch`], [`ModelError::EmptyData`],
-    /// [`ModelError::FeatureShape`], [`ModelError::InvalidArgument`] (batch size 0, a
+    /// [`ModelError::NonFinite`], [`ModelError::FeatureShape`], [`ModelError::InvalidArgument`] (batch size 0, a
     /// validation split outside `[0, 1)`, a validation frequency of 0), labels that do not fit
     /// the loss, errors of callbacks. On error, the weights and the optimizer are as before
     /// the call.
@@ -484,6 +508,12 @@ impl<N: Network> Model<N> {
             ));
         }
         check_xy("fit", x, y)?;
+        check_finite("fit", "x", x)?;
+        check_finite("fit", "y", y)?;
+        if let Some((xv, yv)) = options.validation_data {
+            check_finite("fit", "validation_data x", xv)?;
+            check_finite("fit", "validation_data y", yv)?;
+        }
         let n = x.shape()[0];
         let (train, val) = match options.validation_data {
             Some((xv, yv)) => {
@@ -521,8 +551,16 @@ impl<N: Network> Model<N> {
             .collect();
         let optimizer_backup = self.compiled.as_ref().expect("checked").optimizer.clone();
         let rng_backup = self.rng.clone();
+        let states_backup: Vec<_> = self.network.layers().iter().map(|l| l.state()).collect();
         let result = self.fit_loop(&train, val.as_ref(), options);
-        if result.is_err() {
+        if let Ok(h) = &result {
+            self.history.extend(h);
+        } else {
+            for (l, s) in self.network.layers().iter().zip(&states_backup) {
+                if let Some(s) = s {
+                    l.set_state(s).expect("a state the layer gave");
+                }
+            }
             for (v, w) in variables.iter().zip(backup) {
                 v.assign(w).expect("same shapes as before");
             }
@@ -602,7 +640,9 @@ impl<N: Network> Model<N> {
                     let grads = tape.gradient(&loss, &trainable_refs)?;
                     (loss.item()?, out.into_value(), grads)
                 }; // the tape is dropped: the step updates the variables in place
-                apply_gradients(&mut compiled.optimizer, &grads, &trainable_refs)?;
+                if loss.is_finite() || !callbacks.iter().any(|c| c.skips_non_finite_steps()) {
+                    apply_gradients(&mut compiled.optimizer, &grads, &trainable_refs)?;
+                }
                 drop(grads);
                 tracker.update_scalar(loss, (end - start) as f32);
                 for m in compiled.metrics_mut() {
@@ -711,6 +751,21 @@ fn check_batch_size(batch_size: usize) -> Result<()> {
         return Err(ModelError::invalid("batch_size", "a positive number", 0));
     }
     Ok(())
+}
+
+/// Checks that every value of `t` is finite, naming the first sample that is not.
+fn check_finite(op: &'static str, what: &str, t: &Tensor) -> Result<()> {
+    let values = t.to_contiguous();
+    let values = values.as_slice().expect("contiguous");
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(ModelError::NonFinite {
+            op,
+            what: what.to_string(),
+            sample: i / (values.len() / t.shape()[0].max(1)).max(1),
+            value: values[i],
+        }),
+    }
 }
 
 /// Checks that `x` and `y` hold the same, positive number of samples.

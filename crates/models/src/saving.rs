@@ -2,8 +2,10 @@
 //! (architecture, compile configuration, weights, optimizer state, RNG) to one safetensors
 //! file whose metadata holds the JSON parts.
 //!
-//! Every file is written by [`write_file`] and read by [`read_file`], so that crash-safe writes
-//! and checksums can be added in one place.
+//! Every file is written by [`write_file`] and read by [`read_file`]. Writes are crash-safe (a
+//! temporary file in the same directory, synced, renamed over the old one, the directory
+//! synced), and every file ends with a checksum trailer that loading verifies, so that a crash
+//! leaves the old or the new file and a truncated or corrupted file is refused.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{ModelError, Result};
+use crate::logs::{History, SavedHistory};
 use crate::model::{Compiled, MetricSlot, Model};
 use crate::network::{Network, NetworkConfig, Sequential};
 
@@ -78,10 +81,104 @@ fn write_file(
     }
     let buffer =
         safetensors::serialize(views, Some(metadata)).map_err(|e| format_error(path, e))?;
-    std::fs::write(path, buffer).map_err(|source| ModelError::Io {
+    write_atomically(path, &with_checksum(buffer))
+}
+/// The last bytes of every file this crate writes: this tag, then the FNV-1a 64-bit hash of
+/// every byte before the tag, little-endian.
+const CHECKSUM_TAG: &[u8; 8] = b"gradus#\x01";
+/// The tag and the hash.
+const TRAILER_LEN: usize = 16;
+
+/// FNV-1a, 64 bits: `h = (h ^ byte) * 0x100000001b3` from `h = 0xcbf29ce484222325`.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// `bytes` with the checksum trailer appended.
+fn with_checksum(mut bytes: Vec<u8>) -> Vec<u8> {
+    let hash = fnv1a64(&bytes);
+    bytes.extend_from_slice(CHECKSUM_TAG);
+    bytes.extend_from_slice(&hash.to_le_bytes());
+    bytes
+}
+
+/// The bytes before the checksum trailer, once the checksum is verified. A file without the
+/// trailer is taken whole when `trailer_optional` (a safetensors file of another tool).
+fn verify_checksum<'a>(path: &Path, bytes: &'a [u8], trailer_optional: bool) -> Result<&'a [u8]> {
+    let split = bytes.len().checked_sub(TRAILER_LEN);
+    let Some(split) = split.filter(|&s| &bytes[s..s + 8] == CHECKSUM_TAG) else {
+        if trailer_optional {
+            return Ok(bytes);
+        }
+        return Err(format_error(
+            path,
+            format!(
+                "expected a gradus checkpoint ending in a checksum, got {} bytes without one \
+                 (truncated, or not written by gradus)",
+                bytes.len()
+            ),
+        ));
+    };
+    let (body, trailer) = bytes.split_at(split);
+    let stored = u64::from_le_bytes(trailer[8..].try_into().expect("8 bytes"));
+    let actual = fnv1a64(body);
+    if stored != actual {
+        return Err(format_error(
+            path,
+            format!(
+                "checksum mismatch: expected {stored:#018x} (stored), got {actual:#018x} \
+                 (the file is corrupted or truncated)"
+            ),
+        ));
+    }
+    Ok(body)
+}
+
+/// Writes `bytes` to `path` so that a crash at any moment leaves the old file or the new one:
+/// a temporary file in the same directory, synced to disk, renamed over `path`, then the
+/// directory synced. The temporary file is removed if anything fails.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let io = |source| ModelError::Io {
         path: path.display().to_string(),
         source,
-    })
+    };
+    let name = path.file_name().ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "expected a file path, got a path without a file name",
+        ))
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{n}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    // The rename is durable once the directory is synced; some platforms cannot open a
+    // directory for that, and the data is already safe there.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// A file read back: tensors by name and the metadata.
@@ -90,15 +187,18 @@ struct FileContents {
     metadata: HashMap<String, String>,
 }
 
-/// Reads a safetensors file of `f32` tensors: the one reader of this crate.
-fn read_file(path: &Path) -> Result<FileContents> {
-    let buffer = std::fs::read(path).map_err(|source| ModelError::Io {
+/// Reads a safetensors file of `f32` tensors, verifying its checksum: the one reader of this
+/// crate. `foreign_ok` accepts a file without the checksum trailer (a safetensors file written
+/// by another tool).
+fn read_file(path: &Path, foreign_ok: bool) -> Result<FileContents> {
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
         path: path.display().to_string(),
         source,
     })?;
-    let (_, header) = SafeTensors::read_metadata(&buffer).map_err(|e| format_error(path, e))?;
+    let buffer = verify_checksum(path, &bytes, foreign_ok)?;
+    let (_, header) = SafeTensors::read_metadata(buffer).map_err(|e| format_error(path, e))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let file = SafeTensors::deserialize(&buffer).map_err(|e| format_error(path, e))?;
+    let file = SafeTensors::deserialize(buffer).map_err(|e| format_error(path, e))?;
     let mut tensors = HashMap::new();
     for (name, view) in file.tensors() {
         if view.dtype() != Dtype::F32 {
@@ -248,7 +348,7 @@ impl<N: Network> Model<N> {
         if !self.is_built() {
             return Err(ModelError::NotBuilt { op: "load_weights" });
         }
-        let file = read_file(path)?;
+        let file = read_file(path, true)?;
         let variables = self.variables();
         let weights = match_weights(path, &variables, &file.tensors)?;
         assign_all(&variables, &weights)
@@ -280,6 +380,7 @@ impl<N: Network> Model<N> {
             .filter_map(|l| l.state().map(|s| (l.name().to_string(), s)))
             .collect();
         metadata.insert("layer_states".into(), json(&states)?);
+        metadata.insert("history".into(), json(&self.history.to_saved())?);
         let mut tensors: Vec<(String, Tensor)> = self
             .variables()
             .iter()
@@ -341,7 +442,7 @@ impl<N: Network> Model<N> {
     /// errors; errors rebuilding the optimizer, loss or metrics.
     pub fn load_into(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let mut file = read_file(path)?;
+        let mut file = read_file(path, false)?;
         let format = file.metadata.get("format").map(String::as_str);
         if format != Some(MODEL_FORMAT) {
             return Err(format_error(
@@ -354,6 +455,12 @@ impl<N: Network> Model<N> {
         let input_shape: Option<Vec<usize>> = parse(path, &file.metadata, "input_shape")?;
         let rng: [u64; 4] = parse(path, &file.metadata, "rng")?;
         let states: HashMap<String, Value> = parse(path, &file.metadata, "layer_states")?;
+        let history = match file.metadata.get("history") {
+            Some(_) => {
+                History::from_saved(&parse::<SavedHistory>(path, &file.metadata, "history")?)
+            }
+            None => History::default(),
+        };
         if !self.is_built() {
             let shape = input_shape
                 .clone()
@@ -431,6 +538,7 @@ impl<N: Network> Model<N> {
             self.compiled = compiled;
         }
         self.rng = Rng::from_state(rng);
+        self.history = history;
         Ok(())
     }
 }
@@ -444,7 +552,7 @@ impl Model<Sequential> {
     /// `Sequential` architecture.
     pub fn load(path: impl AsRef<Path>) -> Result<Model<Sequential>> {
         let path = path.as_ref();
-        let file = read_file(path)?;
+        let file = read_file(path, false)?;
         let config: Option<NetworkConfig> = parse(path, &file.metadata, "network")?;
         let config = config.ok_or_else(|| format_error(path, "the file holds no architecture (a custom network): use load_into on a new instance"))?;
         let mut model = Model::new(Sequential::from_config(&config)?)?;
