@@ -14,6 +14,46 @@
 //! | [`datasets`] | `gradus-datasets` | bundled iris and digits, CSV loading, splitting |
 //!
 //! `use gradus::prelude::*;` brings the names a Keras user reaches for first.
+//!
+//! ## Quick start
+//!
+//! The fast way — a `Sequential`, `compile`, `fit`:
+//!
+//! ```
+//! use gradus::datasets::load_iris;
+//! use gradus::layers::{Dense, L2};
+//! use gradus::models::{FitOptions, Model, Sequential};
+//!
+//! let iris = load_iris()?;
+//! let mut model = Model::new(
+//!     Sequential::new().layer(Dense::new(3).activation("softmax").kernel_regularizer(L2::default())),
+//! )?;
+//! model.compile("sgd", "sparse_categorical_crossentropy", ["accuracy"])?;
+//! let options = FitOptions { epochs: 20, verbose: 0, ..Default::default() };
+//! let history = model.fit(&iris.features, &iris.labels, options)?;
+//! assert_eq!(history["loss"].len(), 20);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The hand-written way — a tape, its gradients, an optimizer:
+//!
+//! ```
+//! use gradus::autograd::{Tape, Variable, apply_gradients};
+//! use gradus::optim::Optimizer;
+//! use gradus::tensor::Tensor;
+//!
+//! let w = Variable::new("w", Tensor::from_vec(vec![1.0, -1.0], &[2])?);
+//! let x = Tensor::from_vec(vec![3.0, 4.0], &[2])?;
+//! let mut opt = Optimizer::from_name("sgd")?;
+//! for _ in 0..3 {
+//!     let tape = Tape::new();
+//!     let loss = tape.constant(x.clone()).param(&w).mul(&tape.constant(x.clone()))?.sum_all();
+//!     let grads = tape.gradient(&loss, &[&w])?;
+//!     apply_gradients(&mut opt, &grads, &[&w])?; // Keras: apply_gradients(zip(grads, vars))
+//! }
+//! assert_eq!(opt.iterations(), 3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
