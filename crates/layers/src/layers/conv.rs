@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::dense::{bias_act_rows, column_sums, preactivation_grad, yes, zeros};
 use crate::activation::Activation;
 use crate::base::{Base, positive, sum_penalties};
-use crate::error::{LayerError, Result, invalid};
+use crate::error::{Result, invalid};
 use crate::initializers::Initializer;
 use crate::layer::{Layer, LayerConfig};
 use crate::regularizers::Regularizer;
@@ -126,17 +126,10 @@ impl Conv2D {
         self
     }
 
-    /// The activation, by value or by name.
-    pub fn activation<A>(mut self, activation: A) -> Self
-    where
-        A: TryInto<Activation>,
-        A::Error: Into<LayerError>,
-    {
-        if let Some(a) = self.base.resolve(activation) {
-            self.args.activation = a;
-        }
-        self
-    }
+    setter!(
+        /// The activation, by value or by name.
+        activation: Activation
+    );
 
     /// Whether to add a bias (Keras: true).
     pub fn use_bias(mut self, use_bias: bool) -> Self {
@@ -144,59 +137,30 @@ impl Conv2D {
         self
     }
 
-    /// The kernel initializer, by value or by name (Keras: `glorot_uniform`).
-    pub fn kernel_initializer<I>(mut self, init: I) -> Self
-    where
-        I: TryInto<Initializer>,
-        I::Error: Into<LayerError>,
-    {
-        if let Some(i) = self.base.resolve(init) {
-            self.args.kernel_initializer = i;
-        }
-        self
-    }
+    setter!(
+        /// The kernel initializer, by value or by name (Keras: `glorot_uniform`).
+        kernel_initializer: Initializer
+    );
 
-    /// The bias initializer, by value or by name (Keras: `zeros`).
-    pub fn bias_initializer<I>(mut self, init: I) -> Self
-    where
-        I: TryInto<Initializer>,
-        I::Error: Into<LayerError>,
-    {
-        if let Some(i) = self.base.resolve(init) {
-            self.args.bias_initializer = i;
-        }
-        self
-    }
+    setter!(
+        /// The bias initializer, by value or by name (Keras: `zeros`).
+        bias_initializer: Initializer
+    );
 
-    /// A penalty on the kernel, by value or by name.
-    pub fn kernel_regularizer<R>(mut self, reg: R) -> Self
-    where
-        R: TryInto<Regularizer>,
-        R::Error: Into<LayerError>,
-    {
-        if let Some(r) = self.base.resolve(reg) {
-            self.args.kernel_regularizer = Some(r);
-        }
-        self
-    }
+    setter!(
+        /// A penalty on the kernel, by value or by name.
+        kernel_regularizer: Option<Regularizer>
+    );
 
-    /// A penalty on the bias, by value or by name.
-    pub fn bias_regularizer<R>(mut self, reg: R) -> Self
-    where
-        R: TryInto<Regularizer>,
-        R::Error: Into<LayerError>,
-    {
-        if let Some(r) = self.base.resolve(reg) {
-            self.args.bias_regularizer = Some(r);
-        }
-        self
-    }
+    setter!(
+        /// A penalty on the bias, by value or by name.
+        bias_regularizer: Option<Regularizer>
+    );
 
-    /// The layer's name (default `"conv2d"`).
-    pub fn with_name(mut self, name: &str) -> Self {
-        self.base.rename(name);
-        self
-    }
+    setter!(
+        /// The layer's name (default `"conv2d"`).
+        with_name
+    );
 
     /// The kernel variable `[k_h, k_w, C, filters]`, once built.
     pub fn kernel(&self) -> Option<&Variable> {

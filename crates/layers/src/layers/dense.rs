@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
 use crate::base::{Base, positive, sum_penalties};
-use crate::error::{LayerError, Result};
+use crate::error::Result;
 use crate::initializers::Initializer;
 use crate::layer::{Layer, LayerConfig};
 use crate::regularizers::Regularizer;
@@ -103,17 +103,10 @@ impl Dense {
         }
     }
 
-    /// The activation, by value ([`Activation::Relu`]) or by name (`"relu"`).
-    pub fn activation<A>(mut self, activation: A) -> Self
-    where
-        A: TryInto<Activation>,
-        A::Error: Into<LayerError>,
-    {
-        if let Some(a) = self.base.resolve(activation) {
-            self.args.activation = a;
-        }
-        self
-    }
+    setter!(
+        /// The activation, by value ([`Activation::Relu`]) or by name (`"relu"`).
+        activation: Activation
+    );
 
     /// Whether to add a bias (Keras: true).
     pub fn use_bias(mut self, use_bias: bool) -> Self {
@@ -121,59 +114,30 @@ impl Dense {
         self
     }
 
-    /// The kernel initializer, by value or by name (Keras: `glorot_uniform`).
-    pub fn kernel_initializer<I>(mut self, init: I) -> Self
-    where
-        I: TryInto<Initializer>,
-        I::Error: Into<LayerError>,
-    {
-        if let Some(i) = self.base.resolve(init) {
-            self.args.kernel_initializer = i;
-        }
-        self
-    }
+    setter!(
+        /// The kernel initializer, by value or by name (Keras: `glorot_uniform`).
+        kernel_initializer: Initializer
+    );
 
-    /// The bias initializer, by value or by name (Keras: `zeros`).
-    pub fn bias_initializer<I>(mut self, init: I) -> Self
-    where
-        I: TryInto<Initializer>,
-        I::Error: Into<LayerError>,
-    {
-        if let Some(i) = self.base.resolve(init) {
-            self.args.bias_initializer = i;
-        }
-        self
-    }
+    setter!(
+        /// The bias initializer, by value or by name (Keras: `zeros`).
+        bias_initializer: Initializer
+    );
 
-    /// A penalty on the kernel, by value (`L2::new(0.01)`) or by name (`"l2"`).
-    pub fn kernel_regularizer<R>(mut self, reg: R) -> Self
-    where
-        R: TryInto<Regularizer>,
-        R::Error: Into<LayerError>,
-    {
-        if let Some(r) = self.base.resolve(reg) {
-            self.args.kernel_regularizer = Some(r);
-        }
-        self
-    }
+    setter!(
+        /// A penalty on the kernel, by value (`L2::new(0.01)`) or by name (`"l2"`).
+        kernel_regularizer: Option<Regularizer>
+    );
 
-    /// A penalty on the bias, by value or by name.
-    pub fn bias_regularizer<R>(mut self, reg: R) -> Self
-    where
-        R: TryInto<Regularizer>,
-        R::Error: Into<LayerError>,
-    {
-        if let Some(r) = self.base.resolve(reg) {
-            self.args.bias_regularizer = Some(r);
-        }
-        self
-    }
+    setter!(
+        /// A penalty on the bias, by value or by name.
+        bias_regularizer: Option<Regularizer>
+    );
 
-    /// The layer's name (default `"dense"`); see [`Layer::set_name`].
-    pub fn with_name(mut self, name: &str) -> Self {
-        self.base.rename(name);
-        self
-    }
+    setter!(
+        /// The layer's name (default `"dense"`); see [`Layer::set_name`].
+        with_name
+    );
 
     /// The number of output units.
     pub fn units(&self) -> usize {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::dense::{column_sums, yes, zeros};
 use crate::activation::Activation;
 use crate::base::{Base, positive, sum_penalties};
-use crate::error::{LayerError, Result, invalid};
+use crate::error::{Result, invalid};
 use crate::fastmath;
 use crate::gemm::{Mat, gemm};
 use crate::initializers::Initializer;
@@ -99,35 +99,6 @@ pub struct LSTM {
     bias: Option<Variable>,
 }
 
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident: Option<$ty:ty>) => {
-        $(#[$doc])*
-        pub fn $name<A>(mut self, value: A) -> Self
-        where
-            A: TryInto<$ty>,
-            A::Error: Into<LayerError>,
-        {
-            if let Some(v) = self.base.resolve(value) {
-                self.args.$name = Some(v);
-            }
-            self
-        }
-    };
-    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
-        $(#[$doc])*
-        pub fn $name<A>(mut self, value: A) -> Self
-        where
-            A: TryInto<$ty>,
-            A::Error: Into<LayerError>,
-        {
-            if let Some(v) = self.base.resolve(value) {
-                self.args.$name = v;
-            }
-            self
-        }
-    };
-}
-
 impl LSTM {
     /// An LSTM of `units` with Keras' defaults.
     pub fn new(units: usize) -> LSTM {
@@ -216,11 +187,10 @@ impl LSTM {
         bias_regularizer: Option<Regularizer>
     );
 
-    /// The layer's name (default `"lstm"`).
-    pub fn with_name(mut self, name: &str) -> Self {
-        self.base.rename(name);
-        self
-    }
+    setter!(
+        /// The layer's name (default `"lstm"`).
+        with_name
+    );
 }
 
 impl Layer for LSTM {

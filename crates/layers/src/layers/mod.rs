@@ -1,5 +1,44 @@
 //! The layers.
 
+/// Generates a builder setter of `self.args.<field>` (named as the field) that takes a value
+/// or a name and resolves it through `self.base.resolve`, or `with_name`; the doc comments
+/// pass through. Declared before the modules so that each of them sees it.
+macro_rules! setter {
+    ($(#[$doc:meta])* with_name) => {
+        $(#[$doc])*
+        pub fn with_name(mut self, name: &str) -> Self {
+            self.base.rename(name);
+            self
+        }
+    };
+    ($(#[$doc:meta])* $name:ident: Option<$ty:ty>) => {
+        $(#[$doc])*
+        pub fn $name<A>(mut self, value: A) -> Self
+        where
+            A: TryInto<$ty>,
+            A::Error: Into<$crate::error::LayerError>,
+        {
+            if let Some(v) = self.base.resolve(value) {
+                self.args.$name = Some(v);
+            }
+            self
+        }
+    };
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name<A>(mut self, value: A) -> Self
+        where
+            A: TryInto<$ty>,
+            A::Error: Into<$crate::error::LayerError>,
+        {
+            if let Some(v) = self.base.resolve(value) {
+                self.args.$name = v;
+            }
+            self
+        }
+    };
+}
+
 mod conv;
 mod core;
 mod dense;

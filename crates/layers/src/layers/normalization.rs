@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dense::{yes, zeros};
 use crate::base::{Base, positive, sum_penalties};
-use crate::error::{LayerError, Result, invalid};
+use crate::error::{Result, invalid};
 use crate::initializers::Initializer;
 use crate::layer::{Layer, LayerConfig};
 use crate::regularizers::Regularizer;
@@ -160,35 +160,20 @@ impl BatchNormalization {
         self
     }
 
-    /// A penalty on `gamma`.
-    pub fn gamma_regularizer<R>(mut self, reg: R) -> Self
-    where
-        R: TryInto<Regularizer>,
-        R::Error: Into<LayerError>,
-    {
-        if let Some(r) = self.base.resolve(reg) {
-            self.args.gamma_regularizer = Some(r);
-        }
-        self
-    }
+    setter!(
+        /// A penalty on `gamma`.
+        gamma_regularizer: Option<Regularizer>
+    );
 
-    /// A penalty on `beta`.
-    pub fn beta_regularizer<R>(mut self, reg: R) -> Self
-    where
-        R: TryInto<Regularizer>,
-        R::Error: Into<LayerError>,
-    {
-        if let Some(r) = self.base.resolve(reg) {
-            self.args.beta_regularizer = Some(r);
-        }
-        self
-    }
+    setter!(
+        /// A penalty on `beta`.
+        beta_regularizer: Option<Regularizer>
+    );
 
-    /// The layer's name (default `"batch_normalization"`).
-    pub fn with_name(mut self, name: &str) -> Self {
-        self.base.rename(name);
-        self
-    }
+    setter!(
+        /// The layer's name (default `"batch_normalization"`).
+        with_name
+    );
 
     /// The moving mean and variance, once built.
     pub fn moving_statistics(&self) -> Option<(&Variable, &Variable)> {
@@ -440,35 +425,20 @@ impl Embedding {
         }
     }
 
-    /// The initializer of the table (Keras: `uniform`).
-    pub fn embeddings_initializer<I>(mut self, init: I) -> Self
-    where
-        I: TryInto<Initializer>,
-        I::Error: Into<LayerError>,
-    {
-        if let Some(i) = self.base.resolve(init) {
-            self.args.embeddings_initializer = i;
-        }
-        self
-    }
+    setter!(
+        /// The initializer of the table (Keras: `uniform`).
+        embeddings_initializer: Initializer
+    );
 
-    /// A penalty on the table.
-    pub fn embeddings_regularizer<R>(mut self, reg: R) -> Self
-    where
-        R: TryInto<Regularizer>,
-        R::Error: Into<LayerError>,
-    {
-        if let Some(r) = self.base.resolve(reg) {
-            self.args.embeddings_regularizer = Some(r);
-        }
-        self
-    }
+    setter!(
+        /// A penalty on the table.
+        embeddings_regularizer: Option<Regularizer>
+    );
 
-    /// The layer's name (default `"embedding"`).
-    pub fn with_name(mut self, name: &str) -> Self {
-        self.base.rename(name);
-        self
-    }
+    setter!(
+        /// The layer's name (default `"embedding"`).
+        with_name
+    );
 
     /// The table `[input_dim, output_dim]`, once built.
     pub fn embeddings(&self) -> Option<&Variable> {
