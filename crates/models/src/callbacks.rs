@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use gradus_autograd::Variable;
 use gradus_optim::Optimizer;
 use gradus_tensor::Tensor;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::{ModelError, Result};
 use crate::logs::Logs;
@@ -168,6 +170,117 @@ pub trait Callback: fmt::Debug {
         let _ = (batch, logs, ctx);
         Ok(())
     }
+
+    /// What the callback has learned during training (a best value, a wait counter, best
+    /// weights), as JSON with a `"class"` entry naming the callback; `None` (the default) for
+    /// callbacks without such state.
+    ///
+    /// `fit` records the states of its callbacks in the model when it ends, whole-model
+    /// checkpoints carry them, and a later `fit` that resumes at that epoch
+    /// (`initial_epoch: model.epoch()`) hands them back through
+    /// [`set_state`](Callback::set_state) right after `on_train_begin`: a resumed run stops,
+    /// reduces its learning rate and saves at the same epochs as an uninterrupted one. See
+    /// [`Model::fit`](crate::Model::fit).
+    fn state(&self) -> Option<Value> {
+        None
+    }
+
+    /// Restores what [`state`](Callback::state) returned.
+    ///
+    /// # Errors
+    /// [`ModelError::Mismatch`] for the state of another callback class, or a malformed one;
+    /// the callback is unchanged then.
+    fn set_state(&mut self, state: &Value) -> Result<()> {
+        let _ = state;
+        Ok(())
+    }
+}
+
+/// The state of a callback of class `class`: `{"class": class, "state": state}`.
+fn tagged<T: Serialize>(class: &str, state: &T) -> Value {
+    let state = serde_json::to_value(state).expect("callback states are plain data");
+    serde_json::json!({ "class": class, "state": state })
+}
+
+/// The state inside a value of [`tagged`], checked to be of class `class`.
+fn untagged<T: for<'de> Deserialize<'de>>(class: &str, value: &Value) -> Result<T> {
+    let got = value.get("class").and_then(Value::as_str);
+    if got != Some(class) {
+        return Err(ModelError::mismatch(
+            format!("{class} state"),
+            format!("a state of class {class:?}"),
+            match got {
+                Some(c) => format!("a state of class {c:?}"),
+                None => format!("{value}"),
+            },
+        ));
+    }
+    let state = value.get("state").cloned().unwrap_or(Value::Null);
+    serde_json::from_value(state).map_err(|e| {
+        ModelError::mismatch(format!("{class} state"), "a state it saved", e.to_string())
+    })
+}
+
+/// An `f32` as its bits, so that a state round-trips exactly (NaN and infinities included).
+fn to_bits(x: Option<f32>) -> Option<u32> {
+    x.map(f32::to_bits)
+}
+
+fn from_bits(x: Option<u32>) -> Option<f32> {
+    x.map(f32::from_bits)
+}
+
+/// A tensor in a callback state: its shape and its values as the hexadecimal digits of their
+/// little-endian bytes (exact, and half the size of decimal JSON numbers).
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedTensor {
+    shape: Vec<usize>,
+    data: String,
+}
+
+impl SavedTensor {
+    fn new(t: &Tensor) -> SavedTensor {
+        let data = t
+            .to_vec()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        SavedTensor {
+            shape: t.shape().to_vec(),
+            data,
+        }
+    }
+
+    fn tensor(&self) -> Result<Tensor> {
+        let bad = |got: String| {
+            ModelError::mismatch(
+                "saved tensor",
+                format!(
+                    "8 hexadecimal digits per value of a tensor of shape {:?}",
+                    self.shape
+                ),
+                got,
+            )
+        };
+        let len = self
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|&n| n.checked_mul(8) == Some(self.data.len()))
+            .ok_or_else(|| bad(format!("{} digits", self.data.len())))?;
+        let digits = self.data.as_bytes();
+        let mut values = Vec::with_capacity(len);
+        for chunk in digits.chunks_exact(8) {
+            let mut bytes = [0u8; 4];
+            for (b, pair) in bytes.iter_mut().zip(chunk.chunks_exact(2)) {
+                let text = std::str::from_utf8(pair).map_err(|e| bad(e.to_string()))?;
+                *b = u8::from_str_radix(text, 16).map_err(|_| bad(format!("{text:?}")))?;
+            }
+            values.push(f32::from_le_bytes(bytes));
+        }
+        Ok(Tensor::from_vec(values, &self.shape)?)
+    }
 }
 
 /// Whether a monitored quantity improves by going down or up.
@@ -195,9 +308,23 @@ impl Mode {
 
 /// Stops training when a monitored quantity stops improving (Keras' `EarlyStopping`).
 ///
-/// After each epoch: an improvement is a change of more than `min_delta` in the right direction
-/// over the best value so far; `patience` epochs in a row without one stop training. With
-/// `restore_best_weights`, the weights of the best epoch are put back at the end of training.
+/// After each epoch from `start_from_epoch` on (counted from 0): an improvement is a change of
+/// more than `min_delta` in the right direction over the best value so far. The wait counter
+/// goes up by one each epoch and back to 0 on an improvement that also beats `baseline` (when
+/// set); an epoch that does not improve, with the counter at `patience` or more, stops training
+/// (never the first epoch). So with a baseline, training stops after `patience` epochs unless
+/// the monitored value beats it. With `restore_best_weights`, the weights of the best epoch are
+/// put back at the end of training.
+///
+/// Its state (best value, best epoch, wait counter, best weights) is saved with the model
+/// ([`Callback::state`]), so that a resumed run stops at the same epoch as an uninterrupted one.
+///
+/// ```
+/// use gradus_models::EarlyStopping;
+///
+/// let stop = EarlyStopping::new("val_loss").patience(3).baseline(0.5).start_from_epoch(2);
+/// assert_eq!((stop.patience, stop.baseline, stop.start_from_epoch), (3, Some(0.5), 2));
+/// ```
 #[derive(Debug, Clone)]
 pub struct EarlyStopping {
     /// The log entry watched (`"val_loss"`).
@@ -208,6 +335,11 @@ pub struct EarlyStopping {
     pub patience: usize,
     /// Whether lower or higher is better (auto).
     pub mode: Mode,
+    /// A value to beat (none): an improvement resets the wait counter only when it also beats
+    /// the baseline (by more than `min_delta`).
+    pub baseline: Option<f32>,
+    /// Epochs (from 0) not watched at all, a warm-up where no improvement is expected (0).
+    pub start_from_epoch: usize,
     /// Put the best epoch's weights back at the end of training (false).
     pub restore_best_weights: bool,
     /// The epoch training stopped at (0 when it did not stop early).
@@ -219,14 +351,27 @@ pub struct EarlyStopping {
     best_weights: Option<Vec<Tensor>>,
 }
 
+/// What [`EarlyStopping`] has learned, as saved.
+#[derive(Debug, Serialize, Deserialize)]
+struct EarlyStoppingState {
+    best: Option<u32>,
+    wait: usize,
+    best_epoch: usize,
+    stopped_epoch: usize,
+    best_weights: Option<Vec<SavedTensor>>,
+}
+
 impl EarlyStopping {
-    /// Watches `monitor` with Keras' defaults (patience 0, min_delta 0, mode auto).
+    /// Watches `monitor` with Keras' defaults (patience 0, min_delta 0, mode auto, no
+    /// baseline, start from epoch 0).
     pub fn new(monitor: &str) -> EarlyStopping {
         EarlyStopping {
             monitor: monitor.to_string(),
             min_delta: 0.0,
             patience: 0,
             mode: Mode::Auto,
+            baseline: None,
+            start_from_epoch: 0,
             restore_best_weights: false,
             stopped_epoch: 0,
             best_epoch: 0,
@@ -254,6 +399,18 @@ impl EarlyStopping {
         self
     }
 
+    /// Sets the baseline: the value an improvement must beat to reset the wait counter.
+    pub fn baseline(mut self, baseline: f32) -> Self {
+        self.baseline = Some(baseline);
+        self
+    }
+
+    /// Sets the number of warm-up epochs (from 0) that are not watched.
+    pub fn start_from_epoch(mut self, epochs: usize) -> Self {
+        self.start_from_epoch = epochs;
+        self
+    }
+
     /// Restores the best epoch's weights at the end of training.
     pub fn restore_best_weights(mut self, restore: bool) -> Self {
         self.restore_best_weights = restore;
@@ -265,11 +422,18 @@ impl EarlyStopping {
         self.best
     }
 
-    fn improves(&self, current: f32) -> bool {
-        match self.best {
+    /// The wait counter: epochs watched since the last improvement that reset it.
+    pub fn wait(&self) -> usize {
+        self.wait
+    }
+
+    /// Whether `current` improves on `reference` by more than `min_delta` (always, without a
+    /// reference).
+    fn improves_on(&self, current: f32, reference: Option<f32>) -> bool {
+        match reference {
             None => true,
-            Some(best) if self.mode.maximizes(&self.monitor) => current - self.min_delta > best,
-            Some(best) => current + self.min_delta < best,
+            Some(r) if self.mode.maximizes(&self.monitor) => current - self.min_delta > r,
+            Some(r) => current + self.min_delta < r,
         }
     }
 }
@@ -299,17 +463,24 @@ impl Callback for EarlyStopping {
         let Some(current) = monitored(&self.monitor, logs) else {
             return Ok(());
         };
+        if epoch < self.start_from_epoch {
+            return Ok(());
+        }
         if self.restore_best_weights && self.best_weights.is_none() {
+            // The first epoch watched is the best until one improves on it.
             self.best_weights = Some(ctx.get_weights());
+            self.best_epoch = epoch;
         }
         self.wait += 1;
-        if self.improves(current) {
+        if self.improves_on(current, self.best) {
             self.best = Some(current);
             self.best_epoch = epoch;
             if self.restore_best_weights {
                 self.best_weights = Some(ctx.get_weights());
             }
-            self.wait = 0;
+            if self.baseline.is_none() || self.improves_on(current, self.baseline) {
+                self.wait = 0;
+            }
             return Ok(());
         }
         if self.wait >= self.patience && epoch > 0 {
@@ -325,6 +496,34 @@ impl Callback for EarlyStopping {
         {
             ctx.set_weights(w)?;
         }
+        Ok(())
+    }
+
+    fn state(&self) -> Option<Value> {
+        let state = EarlyStoppingState {
+            best: to_bits(self.best),
+            wait: self.wait,
+            best_epoch: self.best_epoch,
+            stopped_epoch: self.stopped_epoch,
+            best_weights: self
+                .best_weights
+                .as_ref()
+                .map(|ws| ws.iter().map(SavedTensor::new).collect()),
+        };
+        Some(tagged("EarlyStopping", &state))
+    }
+
+    fn set_state(&mut self, state: &Value) -> Result<()> {
+        let s: EarlyStoppingState = untagged("EarlyStopping", state)?;
+        let best_weights = match &s.best_weights {
+            Some(ws) => Some(ws.iter().map(SavedTensor::tensor).collect::<Result<_>>()?),
+            None => None,
+        };
+        self.best = from_bits(s.best);
+        self.wait = s.wait;
+        self.best_epoch = s.best_epoch;
+        self.stopped_epoch = s.stopped_epoch;
+        self.best_weights = best_weights;
         Ok(())
     }
 }
@@ -407,6 +606,15 @@ impl Callback for ModelCheckpoint {
             .replace("{epoch}", &(epoch + 1).to_string());
         ctx.save_weights(&path)?;
         self.saved.push(PathBuf::from(path));
+        Ok(())
+    }
+
+    fn state(&self) -> Option<Value> {
+        Some(tagged("ModelCheckpoint", &to_bits(self.best)))
+    }
+
+    fn set_state(&mut self, state: &Value) -> Result<()> {
+        self.best = from_bits(untagged("ModelCheckpoint", state)?);
         Ok(())
     }
 }
@@ -578,6 +786,31 @@ impl Callback for ReduceLROnPlateau {
         }
         Ok(())
     }
+
+    fn state(&self) -> Option<Value> {
+        let state = PlateauState {
+            best: to_bits(self.best),
+            wait: self.wait,
+            cooldown_counter: self.cooldown_counter,
+        };
+        Some(tagged("ReduceLROnPlateau", &state))
+    }
+
+    fn set_state(&mut self, state: &Value) -> Result<()> {
+        let s: PlateauState = untagged("ReduceLROnPlateau", state)?;
+        self.best = from_bits(s.best);
+        self.wait = s.wait;
+        self.cooldown_counter = s.cooldown_counter;
+        Ok(())
+    }
+}
+
+/// What [`ReduceLROnPlateau`] has learned, as saved.
+#[derive(Debug, Serialize, Deserialize)]
+struct PlateauState {
+    best: Option<u32>,
+    wait: usize,
+    cooldown_counter: usize,
 }
 
 /// Writes each epoch's logs as a CSV row (Keras' `CSVLogger`): a header `epoch,` then the log

@@ -74,6 +74,7 @@ mod network;
 mod plot;
 mod progress;
 mod saving;
+mod sizes;
 mod summary;
 
 pub use callbacks::{

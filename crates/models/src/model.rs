@@ -6,6 +6,8 @@ use gradus_losses::Loss;
 use gradus_losses::metrics::{Mean, Metric, compile_metric};
 use gradus_optim::Optimizer;
 use gradus_tensor::{Rng, Tensor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::callbacks::{Callback, TrainContext};
 use crate::compile::{IntoOptimizer, LossArg, MetricArg};
@@ -193,12 +195,23 @@ impl Compiled {
 /// ```
 #[derive(Debug)]
 pub struct Model<N: Network> {
-    network: N,
+    pub(crate) network: N,
     pub(crate) compiled: Option<Compiled>,
     pub(crate) rng: Rng,
-    input_shape: Option<Vec<usize>>,
+    pub(crate) input_shape: Option<Vec<usize>>,
     /// Every epoch trained so far, across fits (saved in checkpoints).
     pub(crate) history: History,
+    /// The states of the last fit's callbacks (saved in checkpoints).
+    pub(crate) callback_states: Option<CallbackStates>,
+}
+
+/// The states of a fit's stateful callbacks, in order, recorded when it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CallbackStates {
+    /// The epoch a resumed fit starts from to get them back (`model.epoch()` then).
+    pub(crate) epoch: usize,
+    /// [`Callback::state`] of each callback that has one.
+    pub(crate) states: Vec<Value>,
 }
 
 impl<N: Network> Model<N> {
@@ -217,17 +230,24 @@ impl<N: Network> Model<N> {
     /// # Errors
     /// As [`new`](Model::new).
     pub fn with_seed(network: N, seed: u64) -> Result<Model<N>> {
-        let mut model = Model {
+        let mut model = Model::unbuilt(network, seed);
+        if let Some(shape) = model.network.declared_input_shape() {
+            model.build(&shape)?;
+        }
+        Ok(model)
+    }
+
+    /// A model of `network` that is not built, even when the network declares its input
+    /// shape (for loading, which builds only once the file is checked).
+    pub(crate) fn unbuilt(network: N, seed: u64) -> Model<N> {
+        Model {
             network,
             compiled: None,
             rng: Rng::seed_from_u64(seed),
             input_shape: None,
             history: History::default(),
-        };
-        if let Some(shape) = model.network.declared_input_shape() {
-            model.build(&shape)?;
+            callback_states: None,
         }
-        Ok(model)
     }
 
     /// The network.
@@ -249,25 +269,27 @@ impl<N: Network> Model<N> {
     /// optimizer keys its state by name).
     pub fn build(&mut self, input_shape: &[usize]) -> Result<()> {
         self.network.build(input_shape, &mut self.rng)?;
-        self.check_names()?;
+        check_unique_names(&self.network.variables())?;
         self.input_shape = Some(input_shape.to_vec());
         Ok(())
     }
+}
 
-    fn check_names(&self) -> Result<()> {
-        let vars = self.network.variables();
-        for (i, v) in vars.iter().enumerate() {
-            if vars[..i].iter().any(|w| w.name() == v.name()) {
-                return Err(ModelError::mismatch(
-                    "variable names",
-                    "unique names (give layers distinct names)",
-                    format!("two variables named {:?}", v.name()),
-                ));
-            }
+/// Checks that no two variables share a name (the optimizer keys its state by name).
+pub(crate) fn check_unique_names(vars: &[Variable]) -> Result<()> {
+    for (i, v) in vars.iter().enumerate() {
+        if vars[..i].iter().any(|w| w.name() == v.name()) {
+            return Err(ModelError::mismatch(
+                "variable names",
+                "unique names (give layers distinct names)",
+                format!("two variables named {:?}", v.name()),
+            ));
         }
-        Ok(())
     }
+    Ok(())
+}
 
+impl<N: Network> Model<N> {
     /// The input shape (without the batch axis) the model is built for.
     pub fn input_shape(&self) -> Option<&[usize]> {
         self.input_shape.as_deref()
@@ -360,6 +382,20 @@ impl<N: Network> Model<N> {
     /// returns the History of its own epochs).
     pub fn history(&self) -> &History {
         &self.history
+    }
+
+    /// The states of the callbacks of the last `fit` that had stateful ones (see
+    /// [`Callback::state`]), in their order; empty when none. Whole-model checkpoints carry
+    /// them; a `fit` resuming at [`epoch`](Model::epoch) gives them back to its callbacks.
+    pub fn callback_states(&self) -> &[Value] {
+        self.callback_states.as_ref().map_or(&[], |c| &c.states)
+    }
+
+    /// Forgets the recorded callback states, so that the next `fit` starts its callbacks
+    /// afresh even when it resumes at [`epoch`](Model::epoch) (to resume with other
+    /// callbacks).
+    pub fn clear_callback_states(&mut self) {
+        self.callback_states = None;
     }
 
     /// Whether the model is compiled.
@@ -479,12 +515,22 @@ impl<N: Network> Model<N> {
     /// dynamic loss scaling skips steps whose gradients are not finite. See
     /// `docs/reliability.md`.
     ///
+    /// Callback states: when `fit` ends, the [`state`](Callback::state) of each callback that
+    /// has one is recorded in the model (and in whole-model checkpoints). A later `fit` with
+    /// `initial_epoch` equal to the epoch they were recorded at ([`epoch`](Model::epoch), in
+    /// the same process or after [`load`](Model::load)) hands them back to its stateful
+    /// callbacks right after `on_train_begin`, which must then be of the same classes in the
+    /// same order: EarlyStopping keeps its best value and wait counter across the interruption
+    /// and stops at the same epoch. A `fit` without stateful callbacks ignores them; call
+    /// [`clear_callback_states`](Model::clear_callback_states) to resume with other ones.
+    ///
     /// # Errors
     /// [`ModelError::NotCompiled`], [`ModelError::LengthMismatch`], [`ModelError::EmptyData`],
     /// [`ModelError::NonFinite`], [`ModelError::FeatureShape`], [`ModelError::InvalidArgument`] (batch size 0, a
     /// validation split outside `[0, 1)`, a validation frequency of 0), labels that do not fit
-    /// the loss, errors of callbacks. On error, the weights and the optimizer are as before
-    /// the call.
+    /// the loss, errors of callbacks, [`ModelError::Mismatch`] when resuming with stateful
+    /// callbacks other than those recorded. On error, the weights, the optimizer, the RNG, the
+    /// layers' states and the recorded callback states are as before the call.
     pub fn fit(&mut self, x: &Tensor, y: &Tensor, options: FitOptions<'_>) -> Result<History> {
         if self.compiled.is_none() {
             return Err(ModelError::NotCompiled { op: "fit" });
@@ -553,8 +599,12 @@ impl<N: Network> Model<N> {
         let rng_backup = self.rng.clone();
         let states_backup: Vec<_> = self.network.layers().iter().map(|l| l.state()).collect();
         let result = self.fit_loop(&train, val.as_ref(), options);
-        if let Ok(h) = &result {
+        if let Ok((h, states)) = &result {
             self.history.extend(h);
+            self.callback_states = (!states.is_empty()).then(|| CallbackStates {
+                epoch: self.epoch(),
+                states: states.clone(),
+            });
         } else {
             for (l, s) in self.network.layers().iter().zip(&states_backup) {
                 if let Some(s) = s {
@@ -567,7 +617,7 @@ impl<N: Network> Model<N> {
             self.compiled.as_mut().expect("checked").optimizer = optimizer_backup;
             self.rng = rng_backup;
         }
-        result
+        result.map(|(h, _)| h)
     }
 
     fn fit_loop(
@@ -575,8 +625,12 @@ impl<N: Network> Model<N> {
         (x, y): &(Tensor, Tensor),
         val: Option<&(Tensor, Tensor)>,
         mut options: FitOptions<'_>,
-    ) -> Result<History> {
+    ) -> Result<(History, Vec<Value>)> {
         let network = &self.network;
+        let recorded = self
+            .callback_states
+            .as_ref()
+            .filter(|c| c.epoch == options.initial_epoch);
         let compiled = self.compiled.as_mut().expect("checked by fit");
         let rng = &mut self.rng;
         let n = x.shape()[0];
@@ -597,6 +651,9 @@ impl<N: Network> Model<N> {
             &variables,
             |cb, ctx| cb.on_train_begin(ctx),
         )?;
+        if let Some(recorded) = recorded {
+            restore_callback_states(&mut callbacks, recorded)?;
+        }
         let mut tracker = Mean::new("loss");
         let mut epoch_logs = Logs::new();
         for epoch in options.initial_epoch..options.epochs {
@@ -696,8 +753,50 @@ impl<N: Network> Model<N> {
             &variables,
             |cb, ctx| cb.on_train_end(&epoch_logs, ctx),
         )?;
-        Ok(history)
+        let states = callbacks.iter().filter_map(|cb| cb.state()).collect();
+        Ok((history, states))
     }
+}
+
+/// Hands `recorded` back to the stateful callbacks of a resumed fit, which must be of the
+/// recorded classes in the recorded order; nothing to do when none has a state.
+fn restore_callback_states(
+    callbacks: &mut [&mut dyn Callback],
+    recorded: &CallbackStates,
+) -> Result<()> {
+    let stateful: Vec<(usize, Value)> = callbacks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, cb)| cb.state().map(|s| (i, s)))
+        .collect();
+    if stateful.is_empty() {
+        return Ok(());
+    }
+    let class = |v: &Value| {
+        v.get("class")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    let expected: Vec<String> = recorded.states.iter().map(class).collect();
+    let got: Vec<String> = stateful.iter().map(|(_, s)| class(s)).collect();
+    if expected != got {
+        return Err(ModelError::mismatch(
+            format!(
+                "fit resuming at epoch {}: the callback states recorded then",
+                recorded.epoch
+            ),
+            format!(
+                "stateful callbacks {expected:?} in this order (or clear_callback_states() \
+                 to start them afresh)"
+            ),
+            format!("{got:?}"),
+        ));
+    }
+    for ((i, _), state) in stateful.iter().zip(&recorded.states) {
+        callbacks[*i].set_state(state)?;
+    }
+    Ok(())
 }
 
 /// Calls `hook` on every callback with one context; whether one asked to stop training.

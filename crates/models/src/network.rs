@@ -83,8 +83,22 @@ pub trait Network: fmt::Debug + Send + Sync {
 
     /// The architecture as JSON, for saving a whole model; `None` (the default) for networks
     /// that the code rebuilds itself (load their weights into a new instance with
-    /// [`Model::load_into`](crate::Model::load_into)).
+    /// [`Model::load_into`](crate::Model::load_into), built, or able to give an
+    /// [`unbuilt_copy`](Network::unbuilt_copy)).
     fn config(&self) -> Option<NetworkConfig> {
+        None
+    }
+
+    /// A new network of the same architecture that is not built (the same layers, names and
+    /// arguments, no variables), or `None` (the default) when the network cannot make one.
+    ///
+    /// [`Model::load_into`](crate::Model::load_into) builds this copy for the saved input
+    /// shape and swaps it in only once the whole file fits, so that a file that does not
+    /// fit leaves an unbuilt model unbuilt. Without it, `load_into` needs a built model.
+    fn unbuilt_copy(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
         None
     }
 
@@ -299,6 +313,12 @@ impl Network for Sequential {
 
     fn declared_input_shape(&self) -> Option<Vec<usize>> {
         self.input_shape.clone()
+    }
+
+    /// The stack rebuilt from its [`config`](Network::config); `None` when a layer is not
+    /// one of gradus-layers' classes.
+    fn unbuilt_copy(&self) -> Option<Sequential> {
+        Sequential::from_config(&self.config()?).ok()
     }
 
     fn config(&self) -> Option<NetworkConfig> {

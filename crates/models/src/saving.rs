@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use gradus_autograd::Variable;
+use gradus_layers::Layer;
 use gradus_losses::LossConfig;
 use gradus_losses::metrics::{MetricConfig, metric_from_config};
 use gradus_optim::{Optimizer, OptimizerConfig, OptimizerState};
@@ -21,8 +22,9 @@ use serde_json::Value;
 
 use crate::error::{ModelError, Result};
 use crate::logs::{History, SavedHistory};
-use crate::model::{Compiled, MetricSlot, Model};
+use crate::model::{CallbackStates, Compiled, MetricSlot, Model, check_unique_names};
 use crate::network::{Network, NetworkConfig, Sequential};
+use crate::sizes::planned_params;
 
 /// The `format` metadata of a whole-model file.
 const MODEL_FORMAT: &str = "gradus.model.v1";
@@ -381,6 +383,9 @@ impl<N: Network> Model<N> {
             .collect();
         metadata.insert("layer_states".into(), json(&states)?);
         metadata.insert("history".into(), json(&self.history.to_saved())?);
+        if let Some(c) = &self.callback_states {
+            metadata.insert("callbacks".into(), json(c)?);
+        }
         let mut tensors: Vec<(String, Tensor)> = self
             .variables()
             .iter()
@@ -433,16 +438,99 @@ impl<N: Network> Model<N> {
 
     /// Loads a file written by [`save`](Model::save) into this model, whose network must have
     /// the same variables (names and shapes): the weights, the compile configuration and
-    /// optimizer state (when saved), the RNG and the layers' states. An unbuilt model is first
-    /// built for the saved input shape. Nothing changes unless everything fits.
+    /// optimizer state (when saved), the RNG, the layers' states, the History and the
+    /// callback states.
+    ///
+    /// Nothing changes unless everything fits: the whole file is parsed and checked before
+    /// the model is touched. A model that is not built yet is built for the saved input shape
+    /// on an [`unbuilt_copy`](Network::unbuilt_copy) of its network (a `Sequential` of
+    /// gradus' layers gives one), swapped in only once the file fits; before that build, the
+    /// number of weights each layer will create is computed from its configuration (for
+    /// gradus' layer classes) and must not exceed what the file holds for it, so that a
+    /// hostile file asking for huge layers is refused before anything is allocated.
     ///
     /// # Errors
     /// [`ModelError::Mismatch`] for a file of another architecture (naming the first variable
-    /// that differs); [`ModelError::Format`] for a file that is not a whole-model file; I/O
-    /// errors; errors rebuilding the optimizer, loss or metrics.
+    /// that differs, or a layer that would need more weights than the file holds) or another
+    /// input shape; [`ModelError::NotBuilt`] for an unbuilt model whose network gives no
+    /// unbuilt copy (build it first); [`ModelError::Format`] for a file that is not a
+    /// whole-model file; I/O errors; errors rebuilding the optimizer, loss or metrics.
     pub fn load_into(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let mut file = read_file(path, false)?;
+        let file = read_file(path, false)?;
+        self.load_contents(path, file)
+    }
+
+    /// [`load_into`](Model::load_into) from a file already read.
+    fn load_contents(&mut self, path: &Path, file: FileContents) -> Result<()> {
+        let saved = SavedModel::parse(path, file)?;
+        if self.is_built() {
+            if saved.input_shape.as_deref() != self.input_shape() {
+                return Err(ModelError::mismatch(
+                    format!("{}: input shape", path.display()),
+                    format!("{:?}", self.input_shape()),
+                    format!("{:?}", saved.input_shape),
+                ));
+            }
+            let variables = self.variables();
+            let weights = match_weights(path, &variables, &saved.tensors)?;
+            set_layer_states(path, &self.network.layers(), &saved.layer_states)?;
+            assign_all(&variables, &weights)?;
+        } else {
+            let shape = saved
+                .input_shape
+                .clone()
+                .ok_or_else(|| format_error(path, "no input shape saved"))?;
+            let own = self
+                .input_shape
+                .clone()
+                .or_else(|| self.network.declared_input_shape());
+            if own.as_ref().is_some_and(|s| *s != shape) {
+                return Err(ModelError::mismatch(
+                    format!("{}: input shape", path.display()),
+                    format!("{own:?}"),
+                    format!("{shape:?}"),
+                ));
+            }
+            let mut copy = self
+                .network
+                .unbuilt_copy()
+                .ok_or(ModelError::NotBuilt { op: "load_into" })?;
+            check_build_sizes(path, &copy, &shape, &saved.tensors)?;
+            copy.build(&shape, &mut self.rng.clone())?;
+            let variables = copy.variables();
+            check_unique_names(&variables)?;
+            let weights = match_weights(path, &variables, &saved.tensors)?;
+            set_layer_states(path, &copy.layers(), &saved.layer_states)?;
+            assign_all(&variables, &weights)?;
+            self.network = copy;
+            self.input_shape = Some(shape);
+        }
+        if saved.compiled.is_some() {
+            self.compiled = saved.compiled;
+        }
+        self.rng = saved.rng;
+        self.history = saved.history;
+        self.callback_states = saved.callbacks;
+        Ok(())
+    }
+}
+
+/// Everything of a whole-model file, parsed and checked on its own (the weights are checked
+/// against a network later).
+struct SavedModel {
+    input_shape: Option<Vec<usize>>,
+    rng: Rng,
+    layer_states: HashMap<String, Value>,
+    history: History,
+    callbacks: Option<CallbackStates>,
+    compiled: Option<Compiled>,
+    /// The weights, without the optimizer's tensors.
+    tensors: HashMap<String, Tensor>,
+}
+
+impl SavedModel {
+    fn parse(path: &Path, mut file: FileContents) -> Result<SavedModel> {
         let format = file.metadata.get("format").map(String::as_str);
         if format != Some(MODEL_FORMAT) {
             return Err(format_error(
@@ -454,98 +542,163 @@ impl<N: Network> Model<N> {
         }
         let input_shape: Option<Vec<usize>> = parse(path, &file.metadata, "input_shape")?;
         let rng: [u64; 4] = parse(path, &file.metadata, "rng")?;
-        let states: HashMap<String, Value> = parse(path, &file.metadata, "layer_states")?;
+        let layer_states = parse(path, &file.metadata, "layer_states")?;
         let history = match file.metadata.get("history") {
             Some(_) => {
                 History::from_saved(&parse::<SavedHistory>(path, &file.metadata, "history")?)
             }
             None => History::default(),
         };
-        if !self.is_built() {
-            let shape = input_shape
-                .clone()
-                .ok_or_else(|| format_error(path, "no input shape saved"))?;
-            self.build(&shape)?;
-        } else if input_shape.as_deref() != self.input_shape() {
-            return Err(ModelError::mismatch(
-                format!("{}: input shape", path.display()),
-                format!("{:?}", self.input_shape()),
-                format!("{input_shape:?}"),
-            ));
-        }
-        let variables = self.variables();
-        let weights = match_weights(path, &variables, &file.tensors)?;
+        let callbacks = match file.metadata.get("callbacks") {
+            Some(_) => Some(parse(path, &file.metadata, "callbacks")?),
+            None => None,
+        };
         let compiled = match file.metadata.get("compile") {
             None => None,
-            Some(_) => {
-                let config: CompileConfig = parse(path, &file.metadata, "compile")?;
-                let mut state: OptimizerState = parse(path, &file.metadata, "optimizer_state")?;
-                for p in &mut state.params {
-                    let key = format!("{OPTIMIZER_PREFIX}{}", p.key);
-                    let mut take = |name: &str| {
-                        file.tensors
-                            .remove(&format!("{key}/{name}"))
-                            .map(|t| t.to_vec())
-                    };
-                    p.average = take("average").unwrap_or_default();
-                    p.accumulator = take("accumulator").unwrap_or_default();
-                    let mut slots = Vec::new();
-                    while let Some(s) = take(&format!("slot{}", slots.len())) {
-                        slots.push(s);
-                    }
-                    p.slots = slots;
-                }
-                let mut optimizer = Optimizer::from_config(config.optimizer)?;
-                optimizer.load_state(&state)?;
-                let loss = match &config.loss {
-                    Some(c) => Some(gradus_losses::from_config(c)?),
-                    None => None,
-                };
-                let mut metrics = Vec::new();
-                for m in config.metrics {
-                    metrics.push(match m {
-                        SavedMetric::Pending(n) => MetricSlot::Pending(n),
-                        SavedMetric::Ready(c) => {
-                            MetricSlot::Ready(Box::new(metric_from_config(&c)?))
-                        }
-                    });
-                }
-                Some(Compiled {
-                    optimizer,
-                    loss_name: config.loss_name,
-                    loss,
-                    metrics,
-                })
-            }
+            Some(_) => Some(parse_compiled(path, &mut file)?),
         };
-        let layers = self.network().layers();
-        for name in states.keys() {
-            if !layers.iter().any(|l| l.name() == name) {
-                return Err(ModelError::mismatch(
-                    format!("{}: layer states", path.display()),
-                    "a layer of that name",
-                    format!("state of {name:?}"),
-                ));
-            }
-        }
-        assign_all(&variables, &weights)?;
-        for l in &layers {
-            if let Some(s) = states.get(l.name()) {
-                l.set_state(s)?;
-            }
-        }
-        if compiled.is_some() {
-            self.compiled = compiled;
-        }
-        self.rng = Rng::from_state(rng);
-        self.history = history;
-        Ok(())
+        file.tensors.retain(|k, _| !k.starts_with(OPTIMIZER_PREFIX));
+        Ok(SavedModel {
+            input_shape,
+            rng: Rng::from_state(rng),
+            layer_states,
+            history,
+            callbacks,
+            compiled,
+            tensors: file.tensors,
+        })
     }
+}
+
+/// The compile configuration and optimizer state of a whole-model file, rebuilt (taking the
+/// optimizer's tensors out of `file`).
+fn parse_compiled(path: &Path, file: &mut FileContents) -> Result<Compiled> {
+    let config: CompileConfig = parse(path, &file.metadata, "compile")?;
+    let mut state: OptimizerState = parse(path, &file.metadata, "optimizer_state")?;
+    for p in &mut state.params {
+        let key = format!("{OPTIMIZER_PREFIX}{}", p.key);
+        let mut take = |name: &str| {
+            file.tensors
+                .remove(&format!("{key}/{name}"))
+                .map(|t| t.to_vec())
+        };
+        p.average = take("average").unwrap_or_default();
+        p.accumulator = take("accumulator").unwrap_or_default();
+        let mut slots = Vec::new();
+        while let Some(s) = take(&format!("slot{}", slots.len())) {
+            slots.push(s);
+        }
+        p.slots = slots;
+    }
+    let mut optimizer = Optimizer::from_config(config.optimizer)?;
+    optimizer.load_state(&state)?;
+    let loss = match &config.loss {
+        Some(c) => Some(gradus_losses::from_config(c)?),
+        None => None,
+    };
+    let mut metrics = Vec::new();
+    for m in config.metrics {
+        metrics.push(match m {
+            SavedMetric::Pending(n) => MetricSlot::Pending(n),
+            SavedMetric::Ready(c) => MetricSlot::Ready(Box::new(metric_from_config(&c)?)),
+        });
+    }
+    Ok(Compiled {
+        optimizer,
+        loss_name: config.loss_name,
+        loss,
+        metrics,
+    })
+}
+
+/// Sets each layer's saved state, after checking that every state names a layer; all or
+/// nothing (a layer refusing its state puts the others back).
+fn set_layer_states(
+    path: &Path,
+    layers: &[&dyn Layer],
+    states: &HashMap<String, Value>,
+) -> Result<()> {
+    for name in states.keys() {
+        if !layers.iter().any(|l| l.name() == name) {
+            return Err(ModelError::mismatch(
+                format!("{}: layer states", path.display()),
+                "a layer of that name",
+                format!("state of {name:?}"),
+            ));
+        }
+    }
+    let before: Vec<Option<Value>> = layers.iter().map(|l| l.state()).collect();
+    for (i, l) in layers.iter().enumerate() {
+        if let Some(s) = states.get(l.name())
+            && let Err(e) = l.set_state(s)
+        {
+            for (l, s) in layers[..i].iter().zip(&before) {
+                if let Some(s) = s {
+                    l.set_state(s).expect("a state the layer gave");
+                }
+            }
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// Refuses, before `network` is built for `input_shape`, a layer that would create more
+/// weights than `tensors` holds for it (`"{layer}/..."`), as computed from its configuration
+/// by [`planned_params`]: a file asking for huge layers is refused without allocating them.
+/// Checks the layers of networks with a [`config`](Network::config) (a `Sequential`, whose
+/// layers follow one another); a layer class it does not know is let through.
+fn check_build_sizes<N: Network>(
+    path: &Path,
+    network: &N,
+    input_shape: &[usize],
+    tensors: &HashMap<String, Tensor>,
+) -> Result<()> {
+    if network.config().is_none() {
+        return Ok(());
+    }
+    let mut shape = input_shape.to_vec();
+    for layer in network.layers() {
+        if shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .is_none()
+        {
+            return Err(ModelError::mismatch(
+                format!("{}: inputs of layer {:?}", path.display(), layer.name()),
+                "a shape whose size fits in memory",
+                format!("shape {shape:?}"),
+            ));
+        }
+        let prefix = format!("{}/", layer.name());
+        let held: u128 = tensors
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, t)| t.len() as u128)
+            .sum();
+        if let Some(planned) = planned_params(&layer.config(), &shape)
+            && planned > held
+        {
+            return Err(ModelError::mismatch(
+                format!(
+                    "{}: layer {:?} ({}) for inputs of shape {shape:?}",
+                    path.display(),
+                    layer.name(),
+                    layer.class_name()
+                ),
+                format!("the {planned} weights its configuration asks for"),
+                format!("{held} weights for it in the file"),
+            ));
+        }
+        shape = layer.output_shape(&shape)?;
+    }
+    Ok(())
 }
 
 impl Model<Sequential> {
     /// Loads a `Sequential` model saved by [`save`](Model::save): rebuilds the architecture
-    /// from the file, then everything as [`load_into`](Model::load_into).
+    /// from the file, then everything as [`load_into`](Model::load_into) (nothing is built
+    /// before the sizes of the layers are checked against the weights in the file).
     ///
     /// # Errors
     /// As [`load_into`](Model::load_into); [`ModelError::Format`] when the file holds no
@@ -554,9 +707,15 @@ impl Model<Sequential> {
         let path = path.as_ref();
         let file = read_file(path, false)?;
         let config: Option<NetworkConfig> = parse(path, &file.metadata, "network")?;
-        let config = config.ok_or_else(|| format_error(path, "the file holds no architecture (a custom network): use load_into on a new instance"))?;
-        let mut model = Model::new(Sequential::from_config(&config)?)?;
-        model.load_into(path)?;
+        let config = config.ok_or_else(|| {
+            format_error(
+                path,
+                "the file holds no architecture (a custom network): use load_into on a new \
+                 instance",
+            )
+        })?;
+        let mut model = Model::unbuilt(Sequential::from_config(&config)?, 0);
+        model.load_contents(path, file)?;
         Ok(model)
     }
 }

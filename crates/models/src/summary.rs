@@ -1,9 +1,17 @@
 //! `summary()`: Keras' table of layers, output shapes and parameter counts.
 
 use gradus_autograd::Variable;
+use gradus_optim::Optimizer;
 
 use crate::model::Model;
 use crate::network::Network;
+
+/// Whether the optimizer is built (Keras' `optimizer.built`): it has made a step, or holds
+/// state for some parameter (restored from a checkpoint, or a step under gradient
+/// accumulation).
+fn optimizer_built(optimizer: &Optimizer) -> bool {
+    optimizer.iterations() > 0 || !optimizer.state().params.is_empty()
+}
 
 /// Column widths of the table (Keras' defaults for a line of 76 characters).
 const WIDTHS: [usize; 3] = [31, 22, 13];
@@ -45,10 +53,13 @@ fn rule(left: &str, fill: &str, sep: &str, right: &str) -> String {
 impl<N: Network> Model<N> {
     /// Keras' model summary as text: the title, one row per layer (name and type, output shape
     /// with `None` for the batch axis, or `?` before the model is built, and parameter count),
-    /// then the total, trainable, non-trainable and (once compiled and trained) optimizer
-    /// parameter counts with their sizes.
+    /// then the total, trainable, non-trainable and optimizer parameter counts with their
+    /// sizes.
     ///
-    /// Keras counts the optimizer's variables into the total; its `iteration` is an `int64`.
+    /// As Keras, the optimizer's line (and its share of the total) appears once the optimizer
+    /// is built: after its first step, or after loading a checkpoint that holds its state;
+    /// compiling alone shows none. Its count is every scalar of its variables (the `iteration`,
+    /// an `int64`, and the learning rate included): 2 for plain SGD once built.
     pub fn summary_string(&self) -> String {
         let mut s = format!("Model: \"{}\"\n", self.network().name());
         s += &rule("┏", "━", "┳", "┓");
@@ -72,8 +83,8 @@ impl<N: Network> Model<N> {
         let total: usize = vars.iter().map(Variable::len).sum();
         let optimizer = self
             .optimizer()
-            .map(|o| o.count_params())
-            .filter(|&n| n > 0);
+            .filter(|o| optimizer_built(o))
+            .map(Optimizer::count_params);
         // The iteration counter is an int64: 4 more bytes than an f32.
         let opt_extra = usize::from(optimizer.is_some()) * 4;
         let all = total + optimizer.unwrap_or(0);

@@ -301,6 +301,14 @@ fn initial_epoch_resumes_the_epoch_count() {
 fn summary_prints_keras_table() {
     let mut model = classifier();
     let (x, y) = data(6, 6);
+    // Compiled but not trained: Keras' optimizer is not built yet, so it has no line and no
+    // share of the total.
+    let before = model.summary_string();
+    assert!(!before.contains("Optimizer params"), "{before}");
+    assert!(
+        before.contains(" Total params: 67 (268.00 B)\n"),
+        "{before}"
+    );
     model.fit(&x, &y, quiet(1)).unwrap();
     let s = model.summary_string();
     let expected = "\
@@ -318,6 +326,11 @@ Model: \"sequential\"
  Optimizer params: 2 (12.00 B)
 ";
     assert_eq!(s, expected);
+    // Compiling again gives a new optimizer, not built yet.
+    model
+        .compile(sgd(0.1), "sparse_categorical_crossentropy", ["accuracy"])
+        .unwrap();
+    assert_eq!(model.summary_string(), before);
     let unbuilt = Model::new(Sequential::new().layer(Dense::new(2))).unwrap();
     assert!(unbuilt.summary_string().contains("│ ?"));
 }
@@ -398,6 +411,7 @@ fn save_and_load_predict_identically_and_continue_bit_identically() {
 /// A subclassed model: two layers as fields and a residual-free `call`.
 #[derive(Debug)]
 struct TwoLayer {
+    units: usize,
     hidden: Dense,
     out: Dense,
 }
@@ -405,6 +419,7 @@ struct TwoLayer {
 impl TwoLayer {
     fn new(units: usize) -> TwoLayer {
         TwoLayer {
+            units,
             hidden: Dense::new(units).activation("tanh").with_name("hidden"),
             out: Dense::new(3).activation("softmax").with_name("out"),
         }
@@ -424,6 +439,25 @@ impl Network for TwoLayer {
     }
     fn name(&self) -> &str {
         "two_layer"
+    }
+    fn unbuilt_copy(&self) -> Option<TwoLayer> {
+        Some(TwoLayer::new(self.units))
+    }
+}
+
+/// [`TwoLayer`] without an unbuilt copy.
+#[derive(Debug)]
+struct NoCopy(TwoLayer);
+
+impl Network for NoCopy {
+    fn call<'t>(&self, x: &Var<'t>, training: bool) -> Result<Var<'t>> {
+        self.0.call(x, training)
+    }
+    fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
+        self.0.build(input_shape, rng)
+    }
+    fn layers(&self) -> Vec<&dyn Layer> {
+        self.0.layers()
     }
 }
 
@@ -456,11 +490,28 @@ fn custom_networks_get_the_whole_api() {
         Model::<Sequential>::load(&path).is_err(),
         "no architecture in the file"
     );
+    // A file that does not fit leaves an unbuilt model unbuilt (its copy took the build).
     let mut wider = Model::new(TwoLayer::new(7)).unwrap();
     assert!(matches!(
         wider.load_into(&path),
         Err(ModelError::Mismatch { .. })
     ));
+    assert!(!wider.is_built());
+    assert!(wider.variables().is_empty());
+    // Without an unbuilt copy, loading needs a built model.
+    let mut no_copy = Model::new(NoCopy(TwoLayer::new(6))).unwrap();
+    let e = no_copy.load_into(&path).unwrap_err();
+    assert!(
+        matches!(e, ModelError::NotBuilt { op: "load_into" }),
+        "{e:?}"
+    );
+    assert!(!no_copy.is_built());
+    no_copy.build(&[4]).unwrap();
+    no_copy.load_into(&path).unwrap();
+    assert_eq!(
+        model.predict(&x, 8).unwrap().to_vec(),
+        no_copy.predict(&x, 8).unwrap().to_vec()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
