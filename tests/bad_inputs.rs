@@ -1183,6 +1183,263 @@ fn a_failed_save_keeps_the_previous_checkpoint() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Loading into a model that is not built yet; hostile checkpoints that pass the checksum.
+// ---------------------------------------------------------------------------------------------
+
+/// `net()` without its input shape: built on its first data, or by a load.
+fn lazy_net() -> Sequential {
+    Sequential::new()
+        .layer(Dense::new(8).activation("relu").with_name("hidden"))
+        .layer(Dropout::new(0.25).seed(5))
+        .layer(Dense::new(3).activation("softmax").with_name("out"))
+}
+
+/// A compiled model that is not built yet, and its twin.
+fn unbuilt_twin() -> (Model<Sequential>, Model<Sequential>) {
+    let make = || {
+        let mut m = Model::with_seed(lazy_net(), 7).unwrap();
+        m.compile(adam(), "sparse_categorical_crossentropy", ["accuracy"])
+            .unwrap();
+        assert!(!m.is_built());
+        m
+    };
+    (make(), make())
+}
+
+/// `a`, after a failed load, is still unbuilt, without variables, epochs or callback states,
+/// and then trains exactly as its twin: the same initial weights (so the same RNG), shuffling,
+/// dropout masks and optimizer.
+fn assert_still_unbuilt(a: &mut Model<Sequential>, b: &mut Model<Sequential>) {
+    assert!(!a.is_built(), "the failed load built the model");
+    assert_eq!(a.input_shape(), None);
+    assert!(a.variables().is_empty());
+    assert!(a.network().layers().iter().all(|l| !l.is_built()));
+    assert_eq!(a.epoch(), 0);
+    assert!(a.callback_states().is_empty());
+    assert_eq!(a.summary_string(), b.summary_string());
+    assert_untouched(a, b);
+}
+
+/// Rewrites the metadata entry `key` of the gradus checkpoint at `path` (its JSON value, or
+/// its text for plain entries) and writes a valid checksum trailer, as a hostile file would.
+fn rewrite_entry(path: &Path, key: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    use serde_json::Value;
+    let bytes = std::fs::read(path).unwrap();
+    let body = &bytes[..bytes.len() - 16];
+    let n = u64::from_le_bytes(body[..8].try_into().unwrap()) as usize;
+    let mut header: Value = serde_json::from_slice(&body[8..8 + n]).unwrap();
+    let entry = &mut header["__metadata__"][key];
+    let text = entry.as_str().unwrap_or("null").to_string();
+    let mut value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    edit(&mut value);
+    *entry = Value::String(match value {
+        Value::String(s) => s,
+        v => v.to_string(),
+    });
+    let mut text = serde_json::to_string(&header).unwrap();
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&body[8 + n..]);
+    // The trailer gradus writes: a tag, then FNV-1a 64 of every byte before it.
+    let hash = out.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    out.extend_from_slice(b"gradus#\x01");
+    out.extend_from_slice(&hash.to_le_bytes());
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn load_into_an_unbuilt_model_a_checkpoint_of_another_architecture() {
+    let dir = scratch("unbuilt-other-arch");
+    let path = dir.join("other.gradus");
+    let other = |units| {
+        let m = Model::new(
+            Sequential::new()
+                .input_shape(&[4])
+                .layer(Dense::new(units).with_name("hidden"))
+                .layer(Dense::new(3).with_name("out")),
+        )
+        .unwrap();
+        m.save(&path).unwrap();
+    };
+    let (mut a, mut b) = unbuilt_twin();
+    // Wider layers: the file holds enough weights, the model is built (on a copy) and the
+    // first variable does not fit.
+    other(10);
+    let e = a.load_into(&path).unwrap_err();
+    assert!(matches!(e, ModelError::Mismatch { .. }), "{e:?}");
+    names(&e, &["hidden/kernel", "[4, 8]", "[4, 10]"]);
+    // Narrower layers: refused before building, the file holding too few weights.
+    other(5);
+    let e = a.load_into(&path).unwrap_err();
+    assert!(matches!(e, ModelError::Mismatch { .. }), "{e:?}");
+    names(&e, &["\"hidden\" (Dense)", "the 40 weights", "25 weights"]);
+    assert_still_unbuilt(&mut a, &mut b);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_into_an_unbuilt_model_a_checkpoint_whose_layer_states_do_not_fit() {
+    let dir = scratch("unbuilt-layer-states");
+    let path = checkpoint(&dir);
+    let (mut a, mut b) = unbuilt_twin();
+    rewrite_entry(&path, "layer_states", |v| {
+        *v = serde_json::json!({"ghost": {"rng": [1, 2, 3, 4]}})
+    });
+    let e = a.load_into(&path).unwrap_err();
+    assert!(matches!(e, ModelError::Mismatch { .. }), "{e:?}");
+    names(&e, &["layer states", "a layer of that name", "\"ghost\""]);
+    rewrite_entry(&path, "layer_states", |v| {
+        *v = serde_json::json!({"dropout": "a mask stream"})
+    });
+    let e = a.load_into(&path).unwrap_err();
+    assert!(
+        matches!(e, ModelError::Layer(LayerError::Config { .. })),
+        "{e:?}"
+    );
+    names(&e, &["Dropout", "rng", "a mask stream"]);
+    assert_still_unbuilt(&mut a, &mut b);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_into_a_built_model_layer_states_of_which_one_does_not_fit() {
+    // Two dropout layers: the first state fits and is set, the second does not; the first
+    // must be put back.
+    let make = || {
+        let net = Sequential::new()
+            .input_shape(&[4])
+            .layer(Dense::new(8).activation("relu").with_name("hidden"))
+            .layer(Dropout::new(0.25).seed(5))
+            .layer(Dropout::new(0.25).seed(6))
+            .layer(Dense::new(3).activation("softmax").with_name("out"));
+        let mut m = Model::with_seed(net, 7).unwrap();
+        m.compile(adam(), "sparse_categorical_crossentropy", ["accuracy"])
+            .unwrap();
+        let (x, y) = data(30);
+        m.fit(&x, &y, quiet(1)).unwrap();
+        m
+    };
+    let dir = scratch("built-layer-states");
+    let path = dir.join("model.gradus");
+    make().save(&path).unwrap();
+    rewrite_entry(
+        &path,
+        "layer_states",
+        |v| *v = serde_json::json!({"dropout": {"rng": [1, 2, 3, 4]}, "dropout_1": [0]}),
+    );
+    let (mut a, mut b) = (make(), make());
+    let e = a.load_into(&path).unwrap_err();
+    assert!(
+        matches!(e, ModelError::Layer(LayerError::Config { .. })),
+        "{e:?}"
+    );
+    names(&e, &["Dropout", "rng"]);
+    assert_untouched(&mut a, &mut b);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_into_an_unbuilt_model_an_optimizer_state_of_another_class() {
+    let dir = scratch("unbuilt-optimizer-state");
+    let path = checkpoint(&dir);
+    rewrite_entry(&path, "optimizer_state", |v| v["class_name"] = "SGD".into());
+    let (mut a, mut b) = unbuilt_twin();
+    let e = a.load_into(&path).unwrap_err();
+    assert!(
+        matches!(e, ModelError::Optim(OptimError::StateMismatch { .. })),
+        "{e:?}"
+    );
+    names(&e, &["optimizer class", "Adam", "SGD"]);
+    assert_still_unbuilt(&mut a, &mut b);
+    let e = Model::<Sequential>::load(&path).unwrap_err();
+    assert!(matches!(e, ModelError::Optim(_)), "{e:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `load` refuses in a moment, without allocating what `path` asks for.
+fn refused_quickly(path: &Path) -> ModelError {
+    let start = std::time::Instant::now();
+    let e = Model::<Sequential>::load(path).unwrap_err();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}: {e}",
+        start.elapsed()
+    );
+    e
+}
+
+#[test]
+fn load_a_checkpoint_asking_for_a_huge_dense_layer() {
+    let dir = scratch("huge-units");
+    let path = checkpoint(&dir);
+    // 10^12 units: a kernel of 4 * 10^12 floats (16 TB) if it were built.
+    rewrite_entry(&path, "network", |v| {
+        v["layers"][0]["config"]["units"] = 1_000_000_000_000_u64.into()
+    });
+    let e = refused_quickly(&path);
+    assert!(matches!(e, ModelError::Mismatch { .. }), "{e:?}");
+    names(
+        &e,
+        &[
+            "layer \"hidden\" (Dense)",
+            "[4]",
+            "5000000000000 weights its configuration asks for",
+            "40 weights for it in the file",
+        ],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn load_a_checkpoint_with_a_huge_input_shape() {
+    let dir = scratch("huge-input");
+    let path = checkpoint(&dir);
+    let huge = serde_json::json!([1_000_000_000_000_u64]);
+    rewrite_entry(&path, "input_shape", |v| *v = huge.clone());
+    rewrite_entry(&path, "network", |v| v["input_shape"] = huge.clone());
+    let e = refused_quickly(&path);
+    assert!(matches!(e, ModelError::Mismatch { .. }), "{e:?}");
+    names(
+        &e,
+        &[
+            "\"hidden\"",
+            "[1000000000000]",
+            "8000000000008",
+            "40 weights",
+        ],
+    );
+    // The same file into an unbuilt model of the same layers, and into a built one.
+    let (mut a, mut b) = unbuilt_twin();
+    let e = a.load_into(&path).unwrap_err();
+    names(&e, &["\"hidden\"", "8000000000008"]);
+    assert_still_unbuilt(&mut a, &mut b);
+    let (mut a, mut b) = twin();
+    let e = a.load_into(&path).unwrap_err();
+    assert!(matches!(e, ModelError::Mismatch { .. }), "{e:?}");
+    names(&e, &["input shape", "[4]", "[1000000000000]"]);
+    assert_untouched(&mut a, &mut b);
+    // A shape whose size does not even fit in 64 bits.
+    let overflow = serde_json::json!([1_u64 << 40, 1_u64 << 40]);
+    rewrite_entry(&path, "input_shape", |v| *v = overflow.clone());
+    rewrite_entry(&path, "network", |v| v["input_shape"] = overflow.clone());
+    let e = refused_quickly(&path);
+    assert!(matches!(e, ModelError::Mismatch { .. }), "{e:?}");
+    names(
+        &e,
+        &[
+            "a shape whose size fits in memory",
+            "[1099511627776, 1099511627776]",
+        ],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
 // Tensors, losses and datasets.
 // ---------------------------------------------------------------------------------------------
 
