@@ -1237,7 +1237,7 @@ fn rewrite_entry(path: &Path, key: &str, edit: impl FnOnce(&mut serde_json::Valu
         v => v.to_string(),
     });
     let mut text = serde_json::to_string(&header).unwrap();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();
