@@ -1,6 +1,9 @@
 //! A bounds-checked wrapper over `matrixmultiply::sgemm` for the fused kernels, which multiply
 //! sub-blocks of their buffers in place.
 
+// No layer calls it at the moment (the LSTM has its own kernels in `layers/lstm/kernel.rs`).
+#![allow(dead_code)]
+
 /// A strided matrix view: `m[i, j] = data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
 pub(crate) struct Mat<'a> {

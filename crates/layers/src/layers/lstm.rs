@@ -4,15 +4,20 @@ use gradus_autograd::{Tape, Var, Variable};
 use gradus_tensor::{Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::dense::{column_sums, yes, zeros};
+use super::dense::{yes, zeros};
 use crate::activation::Activation;
 use crate::base::{Base, positive, sum_penalties};
 use crate::error::{Result, invalid};
 use crate::fastmath;
-use crate::gemm::{Mat, gemm};
 use crate::initializers::Initializer;
 use crate::layer::{Layer, LayerConfig};
 use crate::regularizers::Regularizer;
+
+mod kernel;
+
+#[cfg(target_arch = "x86_64")]
+use self::kernel::Fma;
+use self::kernel::{Kernel, Lhs, MR, NR, Panels, Portable, Rhs, Tile};
 
 fn tanh_act() -> Activation {
     Activation::Tanh
@@ -69,10 +74,13 @@ pub(crate) struct LstmArgs {
 /// the forget gate (`unit_forget_bias`). The activations may be `tanh`, `sigmoid`, `relu` or
 /// `linear`.
 ///
-/// The whole sequence is one recorded operation: the input projection `x W + b` of every step is
-/// one matrix product; each step then makes one product `h_{t-1} U` and one fused pass over the
-/// four gates. The backward pass through time is written by hand: per step one fused pass and
-/// one product `dz_t U^T`, then one product each for `dW`, `dU` and `dx` over all steps.
+/// The whole sequence is one recorded operation. `W` and `U` are packed once per call; each
+/// step computes `x_t W + b + h_{t-1} U` for a few batch rows at a time with a register-blocked
+/// kernel and runs the fused pass over the four gates while those rows are in cache. The
+/// backward pass through time is written by hand the same way: per step and block of rows the
+/// product `dz_{t+1} U^T` and the fused gate pass, then, while `dz_t` is in cache, its
+/// contributions to `dW`, `dU`, the bias and `dx`. On x86-64 CPUs with AVX2 and FMA the
+/// products use fused multiply-adds (chosen at run time); results are deterministic.
 ///
 /// ```
 /// use gradus_layers::{LSTM, Layer, LayerExt};
@@ -418,212 +426,379 @@ macro_rules! dispatch {
     }};
 }
 
-/// Batch, steps and units of one LSTM call.
-#[derive(Clone, Copy)]
-struct Shape {
+/// Batch, steps, features and units of one LSTM call.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
     bsz: usize,
     steps: usize,
+    d: usize,
     u: usize,
 }
 
-/// Backward through time: the gradients `dz_t` of the pre-activations of every step,
-/// time-major `[T, B, 4U]`, from the saved gate activations, cell states and `a(c_t)`, and the
-/// upstream gradient `dy` (`[B, T, U]` with `return_sequences`, else `[B, U]` for the last step).
-/// `S` is the gate activation, `A` the cell activation.
-///
-/// On x86-64 CPUs with AVX2 the same code runs compiled for AVX2 (8 lanes instead of SSE's 4):
-/// the loops are elementwise, so the results are bit-identical either way.
-fn backward_through_time<S: Act, A: Act>(
-    shape: Shape,
-    gates: &[f32],
-    c: &[f32],
-    ac: &[f32],
-    rs: &[f32],
-    dy: &[f32],
-    return_sequences: bool,
-) -> Vec<f32> {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { bptt_avx2::<S, A>(shape, gates, c, ac, rs, dy, return_sequences) };
-    }
-    bptt::<S, A>(shape, gates, c, ac, rs, dy, return_sequences)
+/// What the forward pass keeps for the backward pass (time-major buffers).
+#[derive(Debug)]
+struct Saved {
+    /// The gate activations `i, f, g, o`, `[T, B, 4U]`.
+    gates: Vec<f32>,
+    /// The cell states `c_t`, `[T, B, U]`.
+    c: Vec<f32>,
+    /// `a(c_t)`, `[T, B, U]`.
+    ac: Vec<f32>,
+    /// The hidden states `h_t`, `[T, B, U]`.
+    h: Vec<f32>,
 }
 
-/// [`bptt`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn bptt_avx2<S: Act, A: Act>(
-    shape: Shape,
-    gates: &[f32],
-    c: &[f32],
-    ac: &[f32],
-    rs: &[f32],
-    dy: &[f32],
-    return_sequences: bool,
-) -> Vec<f32> {
-    bptt::<S, A>(shape, gates, c, ac, rs, dy, return_sequences)
-}
-
-/// The body of [`backward_through_time`].
-#[inline(always)]
-fn bptt<S: Act, A: Act>(
-    Shape { bsz, steps, u }: Shape,
-    gates: &[f32],
-    c: &[f32],
-    ac: &[f32],
-    rs: &[f32],
-    dy: &[f32],
-    return_sequences: bool,
-) -> Vec<f32> {
-    let (g4, step) = (4 * u, bsz * u);
-    let zeros = vec![0.0f32; u];
-    let mut dz = vec![0.0f32; steps * bsz * g4];
-    let mut dh_next = vec![0.0f32; step];
-    let mut dc_next = vec![0.0f32; step];
-    for t in (0..steps).rev() {
-        let gt = &gates[t * bsz * g4..(t + 1) * bsz * g4];
-        let dzt = &mut dz[t * bsz * g4..(t + 1) * bsz * g4];
-        for n in 0..bsz {
-            let (i, rest) = gt[n * g4..(n + 1) * g4].split_at(u);
-            let (f, rest) = rest.split_at(u);
-            let (g, o) = rest.split_at(u);
-            let (dzi, rest) = dzt[n * g4..(n + 1) * g4].split_at_mut(u);
-            let (dzf, rest) = rest.split_at_mut(u);
-            let (dzg, dzo) = rest.split_at_mut(u);
-            let row = t * step + n * u;
-            let acn = &ac[row..row + u];
-            let cp = if t > 0 {
-                &c[row - step..row - step + u]
-            } else {
-                &zeros[..]
-            };
-            let dyn_ = if return_sequences {
-                &dy[(n * steps + t) * u..(n * steps + t + 1) * u]
-            } else if t + 1 == steps {
-                &dy[n * u..(n + 1) * u]
-            } else {
-                &zeros[..]
-            };
-            let dhn = &dh_next[n * u..(n + 1) * u];
-            let dcn = &mut dc_next[n * u..(n + 1) * u];
-            for k in 0..u {
-                let dh = dhn[k] + dyn_[k];
-                let dc = dcn[k] + dh * o[k] * A::df(acn[k]);
-                dcn[k] = dc * f[k];
-                dzi[k] = dc * g[k] * S::df(i[k]);
-                dzf[k] = dc * cp[k] * S::df(f[k]);
-                dzg[k] = dc * i[k] * A::df(g[k]);
-                dzo[k] = dh * acn[k] * S::df(o[k]);
-            }
-        }
-        if t > 0 {
-            gemm(
-                bsz,
-                g4,
-                u,
-                Mat::rows(dzt, g4),
-                Mat::rows(rs, g4).t(),
-                0.0,
-                &mut dh_next,
-            );
-        }
-    }
-    dz
-}
-
-/// The recurrence of the forward pass over `gates` (time-major `[T, B, 4U]`, holding `x_t W + b`
-/// on entry and the gate activations `i, f, g, o` on return): per step one product `h_{t-1} U`
-/// and one fused pass over the four gates. Returns the cell states `c_t`, `a(c_t)` and the hidden
-/// states `h_t`, each `[T, B, U]`.
-///
-/// On x86-64 CPUs with AVX2 the same code runs compiled for AVX2 (8 lanes instead of SSE's 4):
-/// the gate pass is elementwise, so the results are bit-identical either way.
-fn forward_steps(
+/// The operands of the forward pass.
+#[derive(Debug, Clone, Copy)]
+struct Forward<'a> {
     cells: (Cell, Cell),
-    shape: Shape,
-    rs: &[f32],
-    gates: &mut [f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    dims: Dims,
+    /// The input, batch-major `[B, T, D]`.
+    x: &'a [f32],
+    /// The kernel `W: [D, 4U]`, packed.
+    w: &'a Panels,
+    /// The recurrent kernel `U: [U, 4U]`, packed.
+    r: &'a Panels,
+    bias: Option<&'a [f32]>,
+}
+
+/// The forward pass over the whole sequence. Per step and per block of [`MR`] batch rows: the
+/// tiles of `z = x_t W + b + h_{t-1} U` (summed in this order), then the fused pass over the
+/// four gates while the block's `z` is in cache, which appends the rows of `c_t`, `a(c_t)`,
+/// `h_t` and the gate activations.
+///
+/// On x86-64 CPUs with AVX2 and FMA the products use fused multiply-adds and the gate pass runs
+/// compiled for AVX2; elsewhere the portable kernel. Either is deterministic.
+fn forward(op: Forward<'_>) -> Saved {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { forward_steps_avx2(cells, shape, rs, gates) };
+    if let Some(kern) = Fma::detect() {
+        // SAFETY: the CPU has AVX2 and FMA (`Fma::detect`).
+        return unsafe { forward_fma(kern, op) };
     }
-    forward_steps_body(cells, shape, rs, gates)
+    forward_body(Portable, op)
 }
 
-/// [`forward_steps_body`] compiled for AVX2.
+/// [`forward_body`] compiled for AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn forward_steps_avx2(
-    cells: (Cell, Cell),
-    shape: Shape,
-    rs: &[f32],
-    gates: &mut [f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    forward_steps_body(cells, shape, rs, gates)
+#[target_feature(enable = "avx2,fma")]
+fn forward_fma(kern: Fma, op: Forward<'_>) -> Saved {
+    forward_body(kern, op)
 }
 
-/// The body of [`forward_steps`].
+/// The body of [`forward`].
 #[inline(always)]
-fn forward_steps_body(
-    (s, a): (Cell, Cell),
-    Shape { bsz, steps, u }: Shape,
-    rs: &[f32],
-    gates: &mut [f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (g4, rows, step) = (4 * u, steps * bsz, bsz * u);
-    let mut c = vec![0.0f32; rows * u];
-    let mut ac = vec![0.0f32; rows * u];
-    let mut h = vec![0.0f32; rows * u];
+fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
+    let Forward {
+        cells: (s, a),
+        dims: Dims { bsz, steps, d, u },
+        x,
+        w,
+        r,
+        bias,
+    } = op;
+    let (g4, rows) = (4 * u, steps * bsz);
+    let mut gates = Vec::with_capacity(rows * g4);
+    let mut c = Vec::with_capacity(rows * u);
+    let mut ac = Vec::with_capacity(rows * u);
+    let mut h: Vec<f32> = Vec::with_capacity(rows * u);
+    let mut z = vec![0.0f32; MR * g4];
+    let mut cn = vec![0.0f32; u];
+    let (mut xw, mut hu): (Tile, Tile) = ([[0.0; NR]; MR], [[0.0; NR]; MR]);
     for t in 0..steps {
-        let (h_prev, h_rest) = h.split_at_mut(t * step);
-        let gt = &mut gates[t * bsz * g4..(t + 1) * bsz * g4];
-        if t > 0 {
-            let hp = &h_prev[(t - 1) * step..];
-            gemm(bsz, u, g4, Mat::rows(hp, u), Mat::rows(rs, g4), 1.0, gt);
-        }
-        let (c_prev, c_rest) = c.split_at_mut(t * step);
-        let c_prev = (t > 0).then(|| &c_prev[(t - 1) * step..]);
-        let ct = &mut c_rest[..step];
-        let act = &mut ac[t * step..(t + 1) * step];
-        let ht = &mut h_rest[..step];
-        for n in 0..bsz {
-            let z = &mut gt[n * g4..(n + 1) * g4];
-            s.apply(&mut z[..2 * u]);
-            a.apply(&mut z[2 * u..3 * u]);
-            s.apply(&mut z[3 * u..]);
-            let (i, rest) = z.split_at(u);
-            let (f, rest) = rest.split_at(u);
-            let (g, o) = rest.split_at(u);
-            let cn = &mut ct[n * u..(n + 1) * u];
-            match c_prev {
-                Some(cp) => {
-                    let cp = &cp[n * u..(n + 1) * u];
-                    for k in 0..u {
-                        cn[k] = f[k] * cp[k] + i[k] * g[k];
-                    }
+        for r0 in (0..bsz).step_by(MR) {
+            let nr = MR.min(bsz - r0);
+            let xs = Lhs {
+                data: &x[(r0 * steps + t) * d..],
+                rs: steps * d,
+                cs: 1,
+            };
+            let hs = (t > 0).then(|| Lhs {
+                data: &h[((t - 1) * bsz + r0) * u..],
+                rs: u,
+                cs: 1,
+            });
+            for jp in 0..w.count() {
+                kern.tile(nr, d, xs, Rhs::panel(w, jp), &mut xw);
+                if let Some(hs) = hs {
+                    kern.tile(nr, u, hs, Rhs::panel(r, jp), &mut hu);
                 }
-                None => {
-                    for k in 0..u {
-                        cn[k] = i[k] * g[k];
+                let (j0, width) = (jp * NR, w.width(jp));
+                for (row, (xw, hu)) in xw.iter().zip(&hu).enumerate().take(nr) {
+                    let zr = &mut z[row * g4 + j0..row * g4 + j0 + width];
+                    zr.copy_from_slice(&xw[..width]);
+                    if let Some(b) = bias {
+                        zr.iter_mut().zip(&b[j0..]).for_each(|(z, b)| *z += b);
+                    }
+                    if hs.is_some() {
+                        zr.iter_mut().zip(hu).for_each(|(z, p)| *z += p);
                     }
                 }
             }
-            let acn = &mut act[n * u..(n + 1) * u];
-            acn.copy_from_slice(cn);
-            a.apply(acn);
-            let hn = &mut ht[n * u..(n + 1) * u];
-            for k in 0..u {
-                hn[k] = o[k] * acn[k];
+            for (row, zr) in z.chunks_exact_mut(g4).enumerate().take(nr) {
+                let prev = (t > 0).then(|| ((t - 1) * bsz + r0 + row) * u);
+                cell((s, a), zr, prev.map(|p| &c[p..p + u]), &mut cn);
+                c.extend_from_slice(&cn);
+                a.apply(&mut cn);
+                ac.extend_from_slice(&cn);
+                h.extend(zr[3 * u..].iter().zip(&cn).map(|(o, ac)| o * ac));
+                gates.extend_from_slice(zr);
             }
         }
     }
-    (c, ac, h)
+    Saved { gates, c, ac, h }
 }
 
-/// `[a, b, c] -> [b, a, c]` for a row-major buffer (batch-major <-> time-major).
+/// One batch row of the forward cell: applies the activations to the pre-activations `z =
+/// [z_i, z_f, z_c, z_o]` in place (giving `i, f, g, o`), sets `cn = f c_prev + i g` (`i g`
+/// without `c_prev`).
+#[inline(always)]
+fn cell((s, a): (Cell, Cell), z: &mut [f32], c_prev: Option<&[f32]>, cn: &mut [f32]) {
+    let u = cn.len();
+    let z = &mut z[..4 * u];
+    s.apply(&mut z[..2 * u]);
+    a.apply(&mut z[2 * u..3 * u]);
+    s.apply(&mut z[3 * u..]);
+    let (i, rest) = z.split_at(u);
+    let (f, rest) = rest.split_at(u);
+    let g = &rest[..u];
+    match c_prev {
+        Some(cp) => {
+            for ((((c, &f), &cp), &i), &g) in cn.iter_mut().zip(f).zip(cp).zip(i).zip(g) {
+                *c = f * cp + i * g;
+            }
+        }
+        None => {
+            for ((c, &i), &g) in cn.iter_mut().zip(i).zip(g) {
+                *c = i * g;
+            }
+        }
+    }
+}
+
+/// One batch row of the backward cell: from the gates `[i, f, g, o]`, `a(c_t)`, `c_{t-1}`, the
+/// gradient `dh` from step `t + 1` and the upstream `dy_t`, with `dc` holding the gradient of
+/// `c_t` that flows back from step `t + 1`: writes `dz = [dz_i, dz_f, dz_c, dz_o]` and leaves
+/// in `dc` the gradient of `c_{t-1}`.
+#[inline(always)]
+fn cell_grad<S: Act, A: Act>(
+    gates: &[f32],
+    (ac, cp): (&[f32], &[f32]),
+    (dh, dy): (&[f32], &[f32]),
+    dc: &mut [f32],
+    dz: &mut [f32],
+) {
+    let u = dc.len();
+    let (ac, cp, dh, dy) = (&ac[..u], &cp[..u], &dh[..u], &dy[..u]);
+    let (i, rest) = gates[..4 * u].split_at(u);
+    let (f, rest) = rest.split_at(u);
+    let (g, o) = rest.split_at(u);
+    let (dzi, rest) = dz[..4 * u].split_at_mut(u);
+    let (dzf, rest) = rest.split_at_mut(u);
+    let (dzg, dzo) = rest.split_at_mut(u);
+    for k in 0..u {
+        let dh = dh[k] + dy[k];
+        let dck = dc[k] + dh * o[k] * A::df(ac[k]);
+        dc[k] = dck * f[k];
+        dzi[k] = dck * g[k] * S::df(i[k]);
+        dzf[k] = dck * cp[k] * S::df(f[k]);
+        dzg[k] = dck * i[k] * A::df(g[k]);
+        dzo[k] = dh * ac[k] * S::df(o[k]);
+    }
+}
+
+/// The operands of the backward pass.
+#[derive(Debug, Clone, Copy)]
+struct Backward<'a> {
+    dims: Dims,
+    /// The input, batch-major `[B, T, D]`.
+    x: &'a [f32],
+    saved: &'a Saved,
+    /// The upstream gradient: `[B, T, U]` with `return_sequences`, else `[B, U]`.
+    dy: &'a [f32],
+    return_sequences: bool,
+    /// `U^T: [4U, U]`, packed.
+    rt: &'a Panels,
+    /// `W^T: [4U, D]`, packed, when the input's gradient is needed.
+    wt: Option<&'a Panels>,
+}
+
+/// The gradients of the LSTM's inputs.
+#[derive(Debug)]
+struct Grads {
+    /// `dx`, batch-major `[B, T, D]`, when asked for.
+    dx: Option<Vec<f32>>,
+    /// `dW: [D, 4U]`.
+    dw: Vec<f32>,
+    /// `dU: [U, 4U]`.
+    du: Vec<f32>,
+    /// `db: [4U]`.
+    db: Vec<f32>,
+}
+
+/// Backward through time, per step from the last: per block of [`MR`] batch rows the tiles of
+/// `dh = dz_{t+1} U^T` (plus the upstream `dy_t`), then the fused pass that gives the
+/// pre-activation gradients `dz_t` from the saved gates and cell states; then, while `dz_t` is
+/// in cache, `dW += x_t^T dz_t`, `dU += h_{t-1}^T dz_t`, `db += sum_n dz_t` and
+/// `dx_t = dz_t W^T`. `S` is the gate activation, `A` the cell activation.
+///
+/// Kernels as [`forward`].
+fn backward<S: Act, A: Act>(op: Backward<'_>) -> Grads {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(kern) = Fma::detect() {
+        // SAFETY: the CPU has AVX2 and FMA (`Fma::detect`).
+        return unsafe { backward_fma::<S, A>(kern, op) };
+    }
+    backward_body::<Portable, S, A>(Portable, op)
+}
+
+/// [`backward_body`] compiled for AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn backward_fma<S: Act, A: Act>(kern: Fma, op: Backward<'_>) -> Grads {
+    backward_body::<Fma, S, A>(kern, op)
+}
+
+/// `c[i, j] += sum_{p < k} A[i, p] B[p, j]` for a row-major `c: [m, n]`, where `B[p, j] =
+/// b[p * ldb + j]` and each row of `b` has room for whole panels of [`NR`] columns.
+#[inline(always)]
+fn accumulate<K: Kernel>(
+    kern: K,
+    (m, k, n): (usize, usize, usize),
+    a: Lhs<'_>,
+    (b, ldb): (&[f32], usize),
+    c: &mut [f32],
+    tile: &mut Tile,
+) {
+    for j0 in (0..n).step_by(NR) {
+        let width = NR.min(n - j0);
+        let rhs = Rhs {
+            data: &b[j0..],
+            rs: ldb,
+        };
+        for i0 in (0..m).step_by(MR) {
+            let nr = MR.min(m - i0);
+            let lhs = Lhs {
+                data: &a.data[i0 * a.rs..],
+                ..a
+            };
+            kern.tile(nr, k, lhs, rhs, tile);
+            for (i, part) in tile.iter().enumerate().take(nr) {
+                let row = &mut c[(i0 + i) * n + j0..(i0 + i) * n + j0 + width];
+                row.iter_mut().zip(part).for_each(|(c, v)| *c += v);
+            }
+        }
+    }
+}
+
+/// The body of [`backward`].
+#[inline(always)]
+fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads {
+    let Backward {
+        dims: Dims { bsz, steps, d, u },
+        x,
+        saved: Saved { gates, c, ac, h },
+        dy,
+        return_sequences,
+        rt,
+        wt,
+    } = op;
+    // `dz_t` and `dz_{t+1}`, with rows padded to whole panels (the padding stays zero).
+    let (g4, ldz) = (4 * u, (4 * u).next_multiple_of(NR));
+    let mut dz = vec![0.0f32; bsz * ldz];
+    let mut dz_next = vec![0.0f32; bsz * ldz];
+    let mut dc = vec![0.0f32; bsz * u];
+    let mut dh = vec![0.0f32; MR * u];
+    let zeros = vec![0.0f32; u];
+    let mut dw = vec![0.0f32; d * g4];
+    let mut du = vec![0.0f32; u * g4];
+    let mut db = vec![0.0f32; g4];
+    let mut dx = wt.map(|_| vec![0.0f32; bsz * steps * d]);
+    let mut tile: Tile = [[0.0; NR]; MR];
+    for t in (0..steps).rev() {
+        std::mem::swap(&mut dz, &mut dz_next);
+        for r0 in (0..bsz).step_by(MR) {
+            let nr = MR.min(bsz - r0);
+            if t + 1 < steps {
+                let lhs = Lhs {
+                    data: &dz_next[r0 * ldz..],
+                    rs: ldz,
+                    cs: 1,
+                };
+                for jp in 0..rt.count() {
+                    kern.tile(nr, g4, lhs, Rhs::panel(rt, jp), &mut tile);
+                    let (j0, width) = (jp * NR, rt.width(jp));
+                    for (dhr, part) in dh.chunks_exact_mut(u).zip(&tile).take(nr) {
+                        dhr[j0..j0 + width].copy_from_slice(&part[..width]);
+                    }
+                }
+            } else {
+                dh.fill(0.0);
+            }
+            for (row, dhn) in dh.chunks_exact(u).enumerate().take(nr) {
+                let n = r0 + row;
+                let at = t * bsz + n;
+                let cp = if t > 0 {
+                    &c[(at - bsz) * u..(at - bsz + 1) * u]
+                } else {
+                    &zeros[..]
+                };
+                let dyn_ = if return_sequences {
+                    &dy[(n * steps + t) * u..(n * steps + t + 1) * u]
+                } else if t + 1 == steps {
+                    &dy[n * u..(n + 1) * u]
+                } else {
+                    &zeros[..]
+                };
+                cell_grad::<S, A>(
+                    &gates[at * g4..(at + 1) * g4],
+                    (&ac[at * u..(at + 1) * u], cp),
+                    (dhn, dyn_),
+                    &mut dc[n * u..(n + 1) * u],
+                    &mut dz[n * ldz..n * ldz + g4],
+                );
+            }
+        }
+        // dW += x_t^T dz_t, with x_t^T[i, n] = x[(n T + t) D + i].
+        let xt = Lhs {
+            data: &x[t * d..],
+            rs: 1,
+            cs: steps * d,
+        };
+        accumulate(kern, (d, bsz, g4), xt, (&dz, ldz), &mut dw, &mut tile);
+        if t > 0 {
+            let hp = Lhs {
+                data: &h[(t - 1) * bsz * u..],
+                rs: 1,
+                cs: u,
+            };
+            accumulate(kern, (u, bsz, g4), hp, (&dz, ldz), &mut du, &mut tile);
+        }
+        for row in dz.chunks_exact(ldz) {
+            db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+        }
+        if let (Some(dx), Some(wt)) = (dx.as_mut(), wt) {
+            for r0 in (0..bsz).step_by(MR) {
+                let nr = MR.min(bsz - r0);
+                let lhs = Lhs {
+                    data: &dz[r0 * ldz..],
+                    rs: ldz,
+                    cs: 1,
+                };
+                for jp in 0..wt.count() {
+                    kern.tile(nr, g4, lhs, Rhs::panel(wt, jp), &mut tile);
+                    let (j0, width) = (jp * NR, wt.width(jp));
+                    for (row, part) in tile.iter().enumerate().take(nr) {
+                        let at = ((r0 + row) * steps + t) * d + j0;
+                        dx[at..at + width].copy_from_slice(&part[..width]);
+                    }
+                }
+            }
+        }
+    }
+    Grads { dx, dw, du, db }
+}
+
+/// `[a, b, c] -> [b, a, c]` for a row-major buffer (time-major to batch-major).
 fn swap_leading(src: &[f32], a: usize, b: usize, c: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; a * b * c];
     for i in 0..a {
@@ -634,20 +809,6 @@ fn swap_leading(src: &[f32], a: usize, b: usize, c: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// What the forward pass keeps for the backward pass (time-major buffers).
-struct Saved {
-    /// The input, time-major `[T, B, D]`.
-    xt: Vec<f32>,
-    /// The gate activations `i, f, g, o`, `[T, B, 4U]`.
-    gates: Vec<f32>,
-    /// The cell states `c_t`, `[T, B, U]`.
-    c: Vec<f32>,
-    /// `a(c_t)`, `[T, B, U]`.
-    ac: Vec<f32>,
-    /// The hidden states `h_t`, `[T, B, U]`.
-    h: Vec<f32>,
 }
 
 /// The LSTM over a whole sequence as one recorded operation.
@@ -661,130 +822,305 @@ fn lstm_op<'t>(
 ) -> Result<Var<'t>> {
     let (bsz, steps, d) = (x.shape()[0], x.shape()[1], x.shape()[2]);
     let u = r.shape()[0];
+    let g4 = 4 * u;
     let (wv, rv) = (w.value().to_contiguous(), r.value().to_contiguous());
     let (ws, rs) = (
         wv.as_slice().expect("contiguous"),
         rv.as_slice().expect("contiguous"),
     );
     let xc = x.value().to_contiguous();
-    let xt = swap_leading(xc.as_slice().expect("contiguous"), bsz, steps, d);
-    let (g4, rows) = (4 * u, steps * bsz);
-
-    // Input projection of every step at once, plus the bias.
-    let mut gates = vec![0.0f32; rows * g4];
-    gemm(
-        rows,
-        d,
-        g4,
-        Mat::rows(&xt, d),
-        Mat::rows(ws, g4),
-        0.0,
-        &mut gates,
+    let bv = b.map(|b| b.value().to_contiguous());
+    let dims = Dims { bsz, steps, d, u };
+    let (wp, rp) = (
+        Panels::pack(d, g4, ws, g4, 1),
+        Panels::pack(u, g4, rs, g4, 1),
     );
-    if let Some(b) = b {
-        let bv = b.value().to_contiguous();
-        let bs = bv.as_slice().expect("contiguous");
-        for row in gates.chunks_exact_mut(g4) {
-            row.iter_mut().zip(bs).for_each(|(z, b)| *z += b);
-        }
-    }
-    let (shape, step) = (Shape { bsz, steps, u }, bsz * u);
-    let (c, ac, h) = forward_steps((s, a), shape, rs, &mut gates);
-
+    let saved = forward(Forward {
+        cells: (s, a),
+        dims,
+        x: xc.as_slice().expect("contiguous"),
+        w: &wp,
+        r: &rp,
+        bias: bv.as_ref().map(|b| b.as_slice().expect("contiguous")),
+    });
+    let step = bsz * u;
     let out = if return_sequences {
-        Tensor::from_vec(swap_leading(&h, steps, bsz, u), &[bsz, steps, u])?
+        Tensor::from_vec(swap_leading(&saved.h, steps, bsz, u), &[bsz, steps, u])?
     } else {
-        let last = if steps == 0 {
-            vec![0.0; step]
-        } else {
-            h[(steps - 1) * step..].to_vec()
-        };
-        Tensor::from_vec(last, &[bsz, u])?
-    };
-    let saved = Saved {
-        xt,
-        gates,
-        c,
-        ac,
-        h,
+        Tensor::from_vec(saved.h[(steps - 1) * step..].to_vec(), &[bsz, u])?
     };
     let inputs: Vec<&Var<'t>> = [x, w, r].into_iter().chain(b).collect();
     Ok(Var::custom("lstm", &inputs, out, move |dy, needs| {
         let dy = dy.to_contiguous();
-        let dys = dy.as_slice().expect("contiguous");
-        let Saved {
-            xt,
-            gates,
-            c,
-            ac,
-            h,
-        } = &saved;
-        let (ws, rs) = (
-            wv.as_slice().expect("contiguous"),
-            rv.as_slice().expect("contiguous"),
-        );
-        let dz = dispatch!(
-            (s, a),
-            backward_through_time(shape, gates, c, ac, rs, dys, return_sequences)
-        );
-        let mut grads: Vec<Option<Tensor>> = Vec::with_capacity(needs.len());
-        grads.push(if needs[0] {
-            let mut dxt = vec![0.0f32; rows * d];
-            gemm(
-                rows,
-                g4,
-                d,
-                Mat::rows(&dz, g4),
-                Mat::rows(ws, g4).t(),
-                0.0,
-                &mut dxt,
-            );
-            Some(Tensor::from_vec(
-                swap_leading(&dxt, steps, bsz, d),
-                &[bsz, steps, d],
-            )?)
-        } else {
-            None
-        });
-        grads.push(if needs[1] {
-            let mut dw = vec![0.0f32; d * g4];
-            gemm(
-                d,
-                rows,
-                g4,
-                Mat::rows(xt, d).t(),
-                Mat::rows(&dz, g4),
-                0.0,
-                &mut dw,
-            );
-            Some(Tensor::from_vec(dw, &[d, g4])?)
-        } else {
-            None
-        });
-        grads.push(if needs[2] {
-            // dU = sum_t h_{t-1}^T dz_t: h of steps 0..T-1 against dz of steps 1..T.
-            let mut dr = vec![0.0f32; u * g4];
-            let m = rows.saturating_sub(bsz);
-            gemm(
-                u,
-                m,
-                g4,
-                Mat::rows(&h[..m * u], u).t(),
-                Mat::rows(&dz[bsz * g4..], g4),
-                0.0,
-                &mut dr,
-            );
-            Some(Tensor::from_vec(dr, &[u, g4])?)
-        } else {
-            None
-        });
+        let ws = wv.as_slice().expect("contiguous");
+        let rs = rv.as_slice().expect("contiguous");
+        let rt = Panels::pack(g4, u, rs, 1, g4);
+        let wt = needs[0].then(|| Panels::pack(g4, d, ws, 1, g4));
+        let op = Backward {
+            dims,
+            x: xc.as_slice().expect("contiguous"),
+            saved: &saved,
+            dy: dy.as_slice().expect("contiguous"),
+            return_sequences,
+            rt: &rt,
+            wt: wt.as_ref(),
+        };
+        let Grads { dx, dw, du, db } = dispatch!((s, a), backward(op));
+        let mut grads = vec![
+            dx.map(|dx| Tensor::from_vec(dx, &[bsz, steps, d]))
+                .transpose()?,
+            needs[1]
+                .then(|| Tensor::from_vec(dw, &[d, g4]))
+                .transpose()?,
+            needs[2]
+                .then(|| Tensor::from_vec(du, &[u, g4]))
+                .transpose()?,
+        ];
         if needs.len() > 3 {
-            grads.push(if needs[3] {
-                Some(Tensor::from_vec(column_sums(&dz, g4), &[g4])?)
-            } else {
-                None
-            });
+            grads.push(needs[3].then(|| Tensor::from_vec(db, &[g4])).transpose()?);
         }
         Ok(grads)
     })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reference LSTM in `f64`, written from the formulas: forward over the sequence and
+    /// backward through time, for the cells `(s, a)`.
+    struct Reference {
+        dims: Dims,
+        cells: (Cell, Cell),
+        x: Vec<f64>,
+        w: Vec<f64>,
+        r: Vec<f64>,
+        b: Vec<f64>,
+    }
+
+    fn act(cell: Cell, v: f64) -> f64 {
+        match cell {
+            Cell::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+            Cell::Tanh => v.tanh(),
+            Cell::Relu => v.max(0.0),
+            Cell::Linear => v,
+        }
+    }
+
+    /// The derivative at the point whose output is `y`.
+    fn dact(cell: Cell, y: f64) -> f64 {
+        match cell {
+            Cell::Sigmoid => y * (1.0 - y),
+            Cell::Tanh => 1.0 - y * y,
+            Cell::Relu => f64::from(u8::from(y > 0.0)),
+            Cell::Linear => 1.0,
+        }
+    }
+
+    /// `(h of every step [T][B][U], dx [B, T, D], dW, dU, db)` for the upstream gradient `dy` of
+    /// every step's `h` (`[B, T, U]`).
+    #[allow(clippy::type_complexity)]
+    fn reference(m: &Reference, dy: &[f64]) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let Dims { bsz, steps, d, u } = m.dims;
+        let (s, a) = m.cells;
+        let g4 = 4 * u;
+        let (mut hs, mut cs, mut gs) = (vec![], vec![], vec![]);
+        let (mut h, mut c) = (vec![0.0; bsz * u], vec![0.0; bsz * u]);
+        for t in 0..steps {
+            let mut gates = vec![0.0; bsz * g4];
+            for n in 0..bsz {
+                for j in 0..g4 {
+                    let mut z = m.b[j];
+                    z += (0..d)
+                        .map(|p| m.x[(n * steps + t) * d + p] * m.w[p * g4 + j])
+                        .sum::<f64>();
+                    z += (0..u).map(|p| h[n * u + p] * m.r[p * g4 + j]).sum::<f64>();
+                    let cell = if (2 * u..3 * u).contains(&j) { a } else { s };
+                    gates[n * g4 + j] = act(cell, z);
+                }
+                for k in 0..u {
+                    let gt = &gates[n * g4..];
+                    c[n * u + k] = gt[u + k] * c[n * u + k] + gt[k] * gt[2 * u + k];
+                    h[n * u + k] = gt[3 * u + k] * act(a, c[n * u + k]);
+                }
+            }
+            hs.push(h.clone());
+            cs.push(c.clone());
+            gs.push(gates);
+        }
+        let (mut dx, mut dw, mut du, mut db) = (
+            vec![0.0; bsz * steps * d],
+            vec![0.0; d * g4],
+            vec![0.0; u * g4],
+            vec![0.0; g4],
+        );
+        let (mut dh_next, mut dc_next) = (vec![0.0; bsz * u], vec![0.0; bsz * u]);
+        for t in (0..steps).rev() {
+            let mut dz = vec![0.0; bsz * g4];
+            for n in 0..bsz {
+                let gt = &gs[t][n * g4..];
+                for k in 0..u {
+                    let dh = dh_next[n * u + k] + dy[(n * steps + t) * u + k];
+                    let ac = act(a, cs[t][n * u + k]);
+                    let cp = if t > 0 { cs[t - 1][n * u + k] } else { 0.0 };
+                    let (i, f, g, o) = (gt[k], gt[u + k], gt[2 * u + k], gt[3 * u + k]);
+                    let dc = dc_next[n * u + k] + dh * o * dact(a, ac);
+                    dc_next[n * u + k] = dc * f;
+                    dz[n * g4 + k] = dc * g * dact(s, i);
+                    dz[n * g4 + u + k] = dc * cp * dact(s, f);
+                    dz[n * g4 + 2 * u + k] = dc * i * dact(a, g);
+                    dz[n * g4 + 3 * u + k] = dh * ac * dact(s, o);
+                }
+            }
+            for n in 0..bsz {
+                for j in 0..g4 {
+                    let v = dz[n * g4 + j];
+                    db[j] += v;
+                    for p in 0..d {
+                        dw[p * g4 + j] += m.x[(n * steps + t) * d + p] * v;
+                        dx[(n * steps + t) * d + p] += v * m.w[p * g4 + j];
+                    }
+                    for p in 0..u {
+                        if t > 0 {
+                            du[p * g4 + j] += hs[t - 1][n * u + p] * v;
+                        }
+                    }
+                }
+                for p in 0..u {
+                    dh_next[n * u + p] = (0..g4).map(|j| dz[n * g4 + j] * m.r[p * g4 + j]).sum();
+                }
+            }
+        }
+        (hs.concat(), dx, dw, du, db)
+    }
+
+    fn values(n: usize, seed: f64, scale: f64) -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i as f64 + seed) * 0.618_034).sin() * scale)
+            .collect()
+    }
+
+    fn f32s(v: &[f64]) -> Vec<f32> {
+        v.iter().map(|&v| v as f32).collect()
+    }
+
+    fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        for (k, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let err = (f64::from(g) - w).abs();
+            assert!(err <= 1e-5 + 1e-5 * w.abs(), "{what}[{k}]: {g} vs {w}");
+        }
+    }
+
+    /// Runs the forward and backward pass with `kern` and compares every output with the
+    /// `f64` reference; returns the outputs for comparisons between kernels.
+    fn run<K: Kernel>(kern: K, m: &Reference, return_sequences: bool) -> (Vec<f32>, Grads) {
+        let Dims { bsz, steps, d, u } = m.dims;
+        let g4 = 4 * u;
+        let (x, w, r, b) = (f32s(&m.x), f32s(&m.w), f32s(&m.r), f32s(&m.b));
+        let (wp, rp) = (
+            Panels::pack(d, g4, &w, g4, 1),
+            Panels::pack(u, g4, &r, g4, 1),
+        );
+        let saved = forward_body(
+            kern,
+            Forward {
+                cells: m.cells,
+                dims: m.dims,
+                x: &x,
+                w: &wp,
+                r: &rp,
+                bias: Some(&b),
+            },
+        );
+        // With return_sequences every step gets an upstream gradient, else only the last.
+        let dy_full = values(bsz * steps * u, 0.3, 1.0);
+        let dy_ref: Vec<f64> = if return_sequences {
+            dy_full.clone()
+        } else {
+            (0..bsz * steps * u)
+                .map(|k| {
+                    if (k / u) % steps == steps - 1 {
+                        dy_full[k]
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        };
+        let dy: Vec<f32> = if return_sequences {
+            f32s(&dy_full)
+        } else {
+            (0..bsz)
+                .flat_map(|n| f32s(&dy_full[((n + 1) * steps - 1) * u..(n + 1) * steps * u]))
+                .collect()
+        };
+        let (rt, wt) = (
+            Panels::pack(g4, u, &r, 1, g4),
+            Panels::pack(g4, d, &w, 1, g4),
+        );
+        let op = Backward {
+            dims: m.dims,
+            x: &x,
+            saved: &saved,
+            dy: &dy,
+            return_sequences,
+            rt: &rt,
+            wt: Some(&wt),
+        };
+        let (gate, cell) = m.cells;
+        let grads = dispatch!((gate, cell), backward_body_with(kern, op));
+        let (h, dx, dw, du, db) = reference(m, &dy_ref);
+        assert_close("h", &saved.h, &h);
+        assert_close("dx", grads.dx.as_deref().expect("asked for"), &dx);
+        assert_close("dW", &grads.dw, &dw);
+        assert_close("dU", &grads.du, &du);
+        assert_close("db", &grads.db, &db);
+        (saved.h, grads)
+    }
+
+    /// [`backward_body`] with the cell types first, for `dispatch!`.
+    fn backward_body_with<S: Act, A: Act>(kern: impl Kernel, op: Backward<'_>) -> Grads {
+        backward_body::<_, S, A>(kern, op)
+    }
+
+    fn model(dims: Dims, cells: (Cell, Cell)) -> Reference {
+        let Dims { bsz, steps, d, u } = dims;
+        Reference {
+            dims,
+            cells,
+            x: values(bsz * steps * d, 0.1, 1.0),
+            w: values(d * 4 * u, 1.7, 0.5),
+            r: values(u * 4 * u, 2.9, 0.4),
+            b: values(4 * u, 4.1, 0.3),
+        }
+    }
+
+    /// Odd sizes: single rows, partial row blocks and partial panels (units and features that are
+    /// not multiples of 16), against the `f64` reference, for both kernels; the fast kernel is
+    /// deterministic.
+    #[test]
+    fn kernels_match_an_f64_reference_lstm() {
+        let cases = [
+            (1, 4, 3, 5, (Cell::Sigmoid, Cell::Tanh)),
+            (3, 5, 2, 7, (Cell::Sigmoid, Cell::Tanh)),
+            (7, 3, 17, 9, (Cell::Sigmoid, Cell::Tanh)),
+            (13, 2, 4, 16, (Cell::Sigmoid, Cell::Tanh)),
+            (4, 3, 5, 3, (Cell::Tanh, Cell::Relu)),
+            (2, 3, 5, 6, (Cell::Sigmoid, Cell::Linear)),
+        ];
+        for (bsz, steps, d, u, cells) in cases {
+            let m = model(Dims { bsz, steps, d, u }, cells);
+            for seq in [false, true] {
+                run(Portable, &m, seq);
+                #[cfg(target_arch = "x86_64")]
+                if let Some(kern) = Fma::detect() {
+                    let (h1, g1) = run(kern, &m, seq);
+                    let (h2, g2) = run(kern, &m, seq);
+                    assert_eq!(h1, h2);
+                    assert_eq!((g1.dx, g1.dw, g1.du, g1.db), (g2.dx, g2.dw, g2.du, g2.db));
+                }
+            }
+        }
+    }
 }
