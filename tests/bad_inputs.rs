@@ -1436,6 +1436,25 @@ fn load_a_checkpoint_with_a_huge_input_shape() {
             "[1099511627776, 1099511627776]",
         ],
     );
+    // A Reshape to such a shape (its own arithmetic would overflow).
+    let path = checkpoint(&dir);
+    rewrite_entry(&path, "network", |v| {
+        let reshape = serde_json::json!({
+            "class_name": "Reshape",
+            "config": {"name": "reshape", "target_shape": [1_u64 << 40, 1_u64 << 40]}
+        });
+        v["layers"].as_array_mut().unwrap().insert(0, reshape);
+    });
+    let e = refused_quickly(&path);
+    assert!(matches!(e, ModelError::Mismatch { .. }), "{e:?}");
+    names(
+        &e,
+        &[
+            "\"reshape\"",
+            "a target shape whose size fits",
+            "1099511627776",
+        ],
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

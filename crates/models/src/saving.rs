@@ -24,7 +24,7 @@ use crate::error::{ModelError, Result};
 use crate::logs::{History, SavedHistory};
 use crate::model::{CallbackStates, Compiled, MetricSlot, Model, check_unique_names};
 use crate::network::{Network, NetworkConfig, Sequential};
-use crate::sizes::planned_params;
+use crate::sizes::{named_shapes_fit, planned_params};
 
 /// The `format` metadata of a whole-model file.
 const MODEL_FORMAT: &str = "gradus.model.v1";
@@ -676,7 +676,8 @@ fn check_build_sizes<N: Network>(
             .filter(|(k, _)| k.starts_with(&prefix))
             .map(|(_, t)| t.len() as u128)
             .sum();
-        if let Some(planned) = planned_params(&layer.config(), &shape)
+        let config = layer.config();
+        if let Some(planned) = planned_params(&config, &shape)
             && planned > held
         {
             return Err(ModelError::mismatch(
@@ -688,6 +689,13 @@ fn check_build_sizes<N: Network>(
                 ),
                 format!("the {planned} weights its configuration asks for"),
                 format!("{held} weights for it in the file"),
+            ));
+        }
+        if !named_shapes_fit(&config) {
+            return Err(ModelError::mismatch(
+                format!("{}: layer {:?}", path.display(), layer.name()),
+                "a target shape whose size fits in memory",
+                config.config.to_string(),
             ));
         }
         shape = layer.output_shape(&shape)?;

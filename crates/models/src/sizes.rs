@@ -75,6 +75,21 @@ pub(crate) fn planned_params(config: &LayerConfig, input_shape: &[usize]) -> Opt
     Some(count)
 }
 
+/// Whether the shapes a layer of configuration `config` names fit in 64 bits: a `Reshape`'s
+/// target shape, whose element count its `output_shape` computes without an overflow check.
+pub(crate) fn named_shapes_fit(config: &LayerConfig) -> bool {
+    if config.class_name != "Reshape" {
+        return true;
+    }
+    let dims = config.config.get("target_shape").and_then(Value::as_array);
+    dims.is_none_or(|dims| {
+        dims.iter()
+            .filter_map(Value::as_u64)
+            .try_fold(1usize, |n, d| n.checked_mul(usize::try_from(d).ok()?))
+            .is_some()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +138,16 @@ mod tests {
             planned_params(&conv.config(), &[1, 1, usize::MAX]),
             Some(u128::MAX)
         );
+    }
+
+    #[test]
+    fn reshape_targets_must_fit() {
+        use gradus_layers::Reshape;
+        assert!(named_shapes_fit(&Reshape::new(&[-1, 4]).config()));
+        assert!(!named_shapes_fit(
+            &Reshape::new(&[1 << 40, 1 << 40]).config()
+        ));
+        assert!(named_shapes_fit(&Dense::new(usize::MAX).config()));
     }
 
     #[test]
