@@ -12,8 +12,10 @@
 //! - [`callbacks`]: the [`Callback`] trait with Keras' hooks, and EarlyStopping,
 //!   ModelCheckpoint, LearningRateScheduler, ReduceLROnPlateau, CsvLogger, TerminateOnNaN.
 //! - Saving: weights to safetensors ([`Model::save_weights`]) and whole models — architecture,
-//!   compile configuration, weights, optimizer state, RNG — to one file ([`Model::save`],
-//!   [`Model::load`], [`Model::load_into`]); training goes on exactly as if never stopped.
+//!   compile configuration, weights, optimizer state, RNG, History, callback states — to one
+//!   file ([`Model::save`], [`Model::load`], [`Model::load_into`]); training goes on exactly as
+//!   if never stopped, callbacks included. A load that fails changes nothing, and a file
+//!   asking for layers larger than the weights it holds is refused before anything is built.
 //! - Errors are values ([`ModelError`]): data of the wrong length or shape, empty data, bad
 //!   arguments, `fit` before `compile`, files of another architecture; the model is left as it
 //!   was.
