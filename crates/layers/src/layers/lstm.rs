@@ -17,7 +17,7 @@ mod kernel;
 
 #[cfg(target_arch = "x86_64")]
 use self::kernel::Fma;
-use self::kernel::{Kernel, Lhs, MR, NR, Panels, Portable, Rhs, Tile};
+use self::kernel::{Init, Kernel, Lhs, MR, NR, Out, Panels, Portable, Rhs};
 
 fn tanh_act() -> Activation {
     Activation::Tanh
@@ -501,47 +501,45 @@ fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
     let mut c = Vec::with_capacity(rows * u);
     let mut ac = Vec::with_capacity(rows * u);
     let mut h: Vec<f32> = Vec::with_capacity(rows * u);
-    let mut z = vec![0.0f32; MR * g4];
     let mut cn = vec![0.0f32; u];
-    let (mut xw, mut hu): (Tile, Tile) = ([[0.0; NR]; MR], [[0.0; NR]; MR]);
     for t in 0..steps {
         for r0 in (0..bsz).step_by(MR) {
             let nr = MR.min(bsz - r0);
+            let base = gates.len();
+            gates.resize(base + nr * g4, 0.0);
+            let zb = &mut gates[base..];
             let xs = Lhs {
                 data: &x[(r0 * steps + t) * d..],
                 rs: steps * d,
                 cs: 1,
             };
-            let hs = (t > 0).then(|| Lhs {
-                data: &h[((t - 1) * bsz + r0) * u..],
-                rs: u,
-                cs: 1,
-            });
             for jp in 0..w.count() {
-                kern.tile(nr, d, xs, Rhs::panel(w, jp), &mut xw);
-                if let Some(hs) = hs {
-                    kern.tile(nr, u, hs, Rhs::panel(r, jp), &mut hu);
-                }
                 let (j0, width) = (jp * NR, w.width(jp));
-                for (row, (xw, hu)) in xw.iter().zip(&hu).enumerate().take(nr) {
-                    let zr = &mut z[row * g4 + j0..row * g4 + j0 + width];
-                    zr.copy_from_slice(&xw[..width]);
-                    if let Some(b) = bias {
-                        zr.iter_mut().zip(&b[j0..]).for_each(|(z, b)| *z += b);
-                    }
-                    if hs.is_some() {
-                        zr.iter_mut().zip(hu).for_each(|(z, p)| *z += p);
-                    }
+                let xw = (d, xs, Rhs::panel(w, jp));
+                let init = bias.map_or(Init::Zero, |b| Init::Row(&b[j0..]));
+                let out = Out {
+                    data: &mut zb[j0..],
+                    rs: g4,
+                    width,
+                };
+                if t > 0 {
+                    let hs = Lhs {
+                        data: &h[((t - 1) * bsz + r0) * u..],
+                        rs: u,
+                        cs: 1,
+                    };
+                    kern.tile(nr, &[xw, (u, hs, Rhs::panel(r, jp))], init, out);
+                } else {
+                    kern.tile(nr, &[xw], init, out);
                 }
             }
-            for (row, zr) in z.chunks_exact_mut(g4).enumerate().take(nr) {
+            for (row, zr) in zb.chunks_exact_mut(g4).enumerate() {
                 let prev = (t > 0).then(|| ((t - 1) * bsz + r0 + row) * u);
                 cell((s, a), zr, prev.map(|p| &c[p..p + u]), &mut cn);
                 c.extend_from_slice(&cn);
                 a.apply(&mut cn);
                 ac.extend_from_slice(&cn);
                 h.extend(zr[3 * u..].iter().zip(&cn).map(|(o, ac)| o * ac));
-                gates.extend_from_slice(zr);
             }
         }
     }
@@ -667,25 +665,23 @@ fn accumulate<K: Kernel>(
     a: Lhs<'_>,
     (b, ldb): (&[f32], usize),
     c: &mut [f32],
-    tile: &mut Tile,
 ) {
     for j0 in (0..n).step_by(NR) {
-        let width = NR.min(n - j0);
         let rhs = Rhs {
             data: &b[j0..],
             rs: ldb,
         };
         for i0 in (0..m).step_by(MR) {
-            let nr = MR.min(m - i0);
             let lhs = Lhs {
                 data: &a.data[i0 * a.rs..],
                 ..a
             };
-            kern.tile(nr, k, lhs, rhs, tile);
-            for (i, part) in tile.iter().enumerate().take(nr) {
-                let row = &mut c[(i0 + i) * n + j0..(i0 + i) * n + j0 + width];
-                row.iter_mut().zip(part).for_each(|(c, v)| *c += v);
-            }
+            let out = Out {
+                data: &mut c[i0 * n + j0..],
+                rs: n,
+                width: NR.min(n - j0),
+            };
+            kern.tile(MR.min(m - i0), &[(k, lhs, rhs)], Init::Out, out);
         }
     }
 }
@@ -713,7 +709,6 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
     let mut du = vec![0.0f32; u * g4];
     let mut db = vec![0.0f32; g4];
     let mut dx = wt.map(|_| vec![0.0f32; bsz * steps * d]);
-    let mut tile: Tile = [[0.0; NR]; MR];
     for t in (0..steps).rev() {
         std::mem::swap(&mut dz, &mut dz_next);
         for r0 in (0..bsz).step_by(MR) {
@@ -725,11 +720,12 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
                     cs: 1,
                 };
                 for jp in 0..rt.count() {
-                    kern.tile(nr, g4, lhs, Rhs::panel(rt, jp), &mut tile);
-                    let (j0, width) = (jp * NR, rt.width(jp));
-                    for (dhr, part) in dh.chunks_exact_mut(u).zip(&tile).take(nr) {
-                        dhr[j0..j0 + width].copy_from_slice(&part[..width]);
-                    }
+                    let out = Out {
+                        data: &mut dh[jp * NR..],
+                        rs: u,
+                        width: rt.width(jp),
+                    };
+                    kern.tile(nr, &[(g4, lhs, Rhs::panel(rt, jp))], Init::Zero, out);
                 }
             } else {
                 dh.fill(0.0);
@@ -764,14 +760,14 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
             rs: 1,
             cs: steps * d,
         };
-        accumulate(kern, (d, bsz, g4), xt, (&dz, ldz), &mut dw, &mut tile);
+        accumulate(kern, (d, bsz, g4), xt, (&dz, ldz), &mut dw);
         if t > 0 {
             let hp = Lhs {
                 data: &h[(t - 1) * bsz * u..],
                 rs: 1,
                 cs: u,
             };
-            accumulate(kern, (u, bsz, g4), hp, (&dz, ldz), &mut du, &mut tile);
+            accumulate(kern, (u, bsz, g4), hp, (&dz, ldz), &mut du);
         }
         for row in dz.chunks_exact(ldz) {
             db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
@@ -785,12 +781,12 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
                     cs: 1,
                 };
                 for jp in 0..wt.count() {
-                    kern.tile(nr, g4, lhs, Rhs::panel(wt, jp), &mut tile);
-                    let (j0, width) = (jp * NR, wt.width(jp));
-                    for (row, part) in tile.iter().enumerate().take(nr) {
-                        let at = ((r0 + row) * steps + t) * d + j0;
-                        dx[at..at + width].copy_from_slice(&part[..width]);
-                    }
+                    let out = Out {
+                        data: &mut dx[(r0 * steps + t) * d + jp * NR..],
+                        rs: steps * d,
+                        width: wt.width(jp),
+                    };
+                    kern.tile(nr, &[(g4, lhs, Rhs::panel(wt, jp))], Init::Zero, out);
                 }
             }
         }

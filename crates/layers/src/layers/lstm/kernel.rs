@@ -17,9 +17,6 @@ pub(super) const MR: usize = 6;
 /// Columns of one tile (two AVX registers).
 pub(super) const NR: usize = 16;
 
-/// One output tile: `MR` rows of `NR` values (only the first `R` rows are written).
-pub(super) type Tile = [[f32; NR]; MR];
-
 /// A `k x n` matrix packed in panels of [`NR`] columns, each panel `k` rows of `NR` values
 /// (zero past column `n`), so that the kernels read it contiguously.
 #[derive(Debug, Clone)]
@@ -96,46 +93,93 @@ impl<'a> Rhs<'a> {
     }
 }
 
+/// One product of a tile: `k` and the operands `A: rows x k`, `B: k x NR`.
+pub(super) type Part<'a> = (usize, Lhs<'a>, Rhs<'a>);
+
+/// Where the accumulators of a tile start.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Init<'a> {
+    /// At zero.
+    Zero,
+    /// At this row (its first `width` values) in every row of the tile.
+    Row(&'a [f32]),
+    /// At the values of the output tile (to accumulate into it).
+    Out,
+}
+
+/// The output tile: `rows x width` values at `data[r * rs + l]`.
+#[derive(Debug)]
+pub(super) struct Out<'a> {
+    pub data: &'a mut [f32],
+    pub rs: usize,
+    pub width: usize,
+}
+
 /// Checks that a `rows x k` product of `a` and `b` stays inside both slices.
 #[inline(always)]
-fn check(rows: usize, k: usize, a: Lhs<'_>, b: Rhs<'_>) {
+fn check_part(rows: usize, (k, a, b): Part<'_>) {
     assert!(
-        (1..=MR).contains(&rows)
-            && (k == 0
-                || ((rows - 1) * a.rs + (k - 1) * a.cs < a.data.len()
-                    && (k - 1) * b.rs + NR <= b.data.len())),
+        k == 0
+            || ((rows - 1) * a.rs + (k - 1) * a.cs < a.data.len()
+                && (k - 1) * b.rs + NR <= b.data.len()),
         "tile operands out of bounds"
     );
 }
 
-/// A micro-kernel: `out[r][l] = sum_{p < k} A[r, p] B[p, l]` for `r < rows`, `l < NR`.
-pub(super) trait Kernel: Copy {
-    /// Computes the first `rows` (1 to [`MR`]) rows of `out`.
-    ///
-    /// # Panics
-    /// When `rows` is not in `1..=MR` or an operand does not hold its `rows x k` or `k x NR`
-    /// matrix (a bug in the caller).
-    fn tile(self, rows: usize, k: usize, a: Lhs<'_>, b: Rhs<'_>, out: &mut Tile);
+/// Checks the row count, every part, the initial row and the output.
+#[inline(always)]
+fn check(rows: usize, parts: &[Part<'_>], init: Init<'_>, out: &Out<'_>) {
+    assert!(
+        (1..=MR).contains(&rows)
+            && out.width <= NR
+            && (rows - 1) * out.rs + out.width <= out.data.len(),
+        "tile output out of bounds"
+    );
+    if let Init::Row(row) = init {
+        assert!(row.len() >= out.width, "tile initial row too short");
+    }
+    for &part in parts {
+        check_part(rows, part);
+    }
 }
 
-/// The kernel of any CPU: multiplies, then adds, in the order of `p`.
+/// A micro-kernel: `out[r][l] = init[r][l] + sum over parts of sum_{p < k} A[r, p] B[p, l]` for
+/// `r < rows`, `l < out.width`, summed in the order of the parts and of `p`.
+pub(super) trait Kernel: Copy {
+    /// Computes `rows` (1 to [`MR`]) rows of the tile.
+    ///
+    /// # Panics
+    /// When `rows` is not in `1..=MR`, `out.width > NR`, or an operand does not hold its
+    /// matrix (a bug in the caller).
+    fn tile(self, rows: usize, parts: &[Part<'_>], init: Init<'_>, out: Out<'_>);
+}
+
+/// The kernel of any CPU: multiplies, then adds, in the order of the parts and of `p`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Portable;
 
 impl Kernel for Portable {
     #[inline(always)]
-    fn tile(self, rows: usize, k: usize, a: Lhs<'_>, b: Rhs<'_>, out: &mut Tile) {
-        check(rows, k, a, b);
-        for (r, row) in out.iter_mut().enumerate().take(rows) {
+    fn tile(self, rows: usize, parts: &[Part<'_>], init: Init<'_>, out: Out<'_>) {
+        check(rows, parts, init, &out);
+        let w = out.width;
+        for r in 0..rows {
             let mut acc = [0.0f32; NR];
-            for p in 0..k {
-                let av = a.data[r * a.rs + p * a.cs];
-                let bp = &b.data[p * b.rs..p * b.rs + NR];
-                for (c, &bv) in acc.iter_mut().zip(bp) {
-                    *c += av * bv;
+            match init {
+                Init::Zero => {}
+                Init::Row(row) => acc[..w].copy_from_slice(&row[..w]),
+                Init::Out => acc[..w].copy_from_slice(&out.data[r * out.rs..r * out.rs + w]),
+            }
+            for &(k, a, b) in parts {
+                for p in 0..k {
+                    let av = a.data[r * a.rs + p * a.cs];
+                    let bp = &b.data[p * b.rs..p * b.rs + NR];
+                    for (c, &bv) in acc.iter_mut().zip(bp) {
+                        *c += av * bv;
+                    }
                 }
             }
-            *row = acc;
+            out.data[r * out.rs..r * out.rs + w].copy_from_slice(&acc[..w]);
         }
     }
 }
@@ -157,18 +201,19 @@ impl Fma {
 #[cfg(target_arch = "x86_64")]
 impl Kernel for Fma {
     #[inline(always)]
-    fn tile(self, rows: usize, k: usize, a: Lhs<'_>, b: Rhs<'_>, out: &mut Tile) {
-        check(rows, k, a, b);
+    fn tile(self, rows: usize, parts: &[Part<'_>], init: Init<'_>, out: Out<'_>) {
+        check(rows, parts, init, &out);
         // SAFETY: an `Fma` exists only when the CPU has AVX2 and FMA (`Fma::detect`), and
-        // `check` has verified that every element the kernel reads lies inside `a` and `b`.
+        // `check` has verified that every element the kernel reads or writes lies inside its
+        // slice.
         unsafe {
             match rows {
-                1 => tile_fma::<1>(k, a, b, out),
-                2 => tile_fma::<2>(k, a, b, out),
-                3 => tile_fma::<3>(k, a, b, out),
-                4 => tile_fma::<4>(k, a, b, out),
-                5 => tile_fma::<5>(k, a, b, out),
-                _ => tile_fma::<6>(k, a, b, out),
+                1 => tile_fma::<1>(parts, init, out),
+                2 => tile_fma::<2>(parts, init, out),
+                3 => tile_fma::<3>(parts, init, out),
+                4 => tile_fma::<4>(parts, init, out),
+                5 => tile_fma::<5>(parts, init, out),
+                _ => tile_fma::<6>(parts, init, out),
             }
         }
     }
@@ -178,37 +223,81 @@ impl Kernel for Fma {
 /// feed `2 R` fused multiply-adds into accumulators held in registers.
 ///
 /// # Safety
-/// The CPU must have AVX2 and FMA, and `a` and `b` must hold the `R x k` and `k x NR` operands.
+/// The CPU must have AVX2 and FMA, and the operands must pass [`check`] for `R` rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn tile_fma<const R: usize>(k: usize, a: Lhs<'_>, b: Rhs<'_>, out: &mut Tile) {
+unsafe fn tile_fma<const R: usize>(parts: &[Part<'_>], init: Init<'_>, out: Out<'_>) {
     use std::arch::x86_64::{
         __m256, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_setzero_ps,
         _mm256_storeu_ps,
     };
+    let w = out.width;
+    let o = out.data.as_mut_ptr();
+    // Rows of fewer than NR values go through this buffer.
+    let mut buf = [0.0f32; NR];
     let mut lo: [__m256; R] = [_mm256_setzero_ps(); R];
     let mut hi: [__m256; R] = [_mm256_setzero_ps(); R];
-    let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
-    for p in 0..k {
-        // SAFETY: the caller guarantees `(k - 1) * b.rs + NR <= b.data.len()` and
-        // `(R - 1) * a.rs + (k - 1) * a.cs < a.data.len()`, so every offset below is in bounds.
-        unsafe {
-            let brow = bp.add(p * b.rs);
-            let (b0, b1) = (_mm256_loadu_ps(brow), _mm256_loadu_ps(brow.add(8)));
-            let acol = ap.add(p * a.cs);
+    // SAFETY (all blocks below): `check` has verified that the output rows `r * out.rs + l` for
+    // `l < w`, the initial row's first `w` values, `A[r, p]` at `r * a.rs + p * a.cs` and the
+    // `NR` values of `B` at `p * b.rs` lie inside their slices; wider accesses go through `buf`.
+    match init {
+        Init::Zero => {}
+        Init::Row(row) => {
+            let src = if w == NR {
+                row.as_ptr()
+            } else {
+                buf[..w].copy_from_slice(&row[..w]);
+                buf.as_ptr()
+            };
+            // SAFETY: `src` holds NR values (see above).
+            let (l, h) = unsafe { (_mm256_loadu_ps(src), _mm256_loadu_ps(src.add(8))) };
+            lo = [l; R];
+            hi = [h; R];
+        }
+        Init::Out => {
             for r in 0..R {
-                let av = _mm256_broadcast_ss(&*acol.add(r * a.rs));
-                lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
-                hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
+                // SAFETY: see above.
+                unsafe {
+                    let src = if w == NR {
+                        o.add(r * out.rs).cast_const()
+                    } else {
+                        std::ptr::copy_nonoverlapping(o.add(r * out.rs), buf.as_mut_ptr(), w);
+                        buf.as_ptr()
+                    };
+                    lo[r] = _mm256_loadu_ps(src);
+                    hi[r] = _mm256_loadu_ps(src.add(8));
+                }
+            }
+        }
+    }
+    for &(k, a, b) in parts {
+        let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
+        for p in 0..k {
+            // SAFETY: see above.
+            unsafe {
+                let brow = bp.add(p * b.rs);
+                let (b0, b1) = (_mm256_loadu_ps(brow), _mm256_loadu_ps(brow.add(8)));
+                let acol = ap.add(p * a.cs);
+                for r in 0..R {
+                    let av = _mm256_broadcast_ss(&*acol.add(r * a.rs));
+                    lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
+                    hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
+                }
             }
         }
     }
     for r in 0..R {
-        // SAFETY: `out[r]` holds `NR = 16` values: two stores of 8.
+        // SAFETY: see above.
         unsafe {
-            _mm256_storeu_ps(out[r].as_mut_ptr(), lo[r]);
-            _mm256_storeu_ps(out[r].as_mut_ptr().add(8), hi[r]);
+            if w == NR {
+                _mm256_storeu_ps(o.add(r * out.rs), lo[r]);
+                _mm256_storeu_ps(o.add(r * out.rs + 8), hi[r]);
+            } else {
+                _mm256_storeu_ps(buf.as_mut_ptr(), lo[r]);
+                _mm256_storeu_ps(buf.as_mut_ptr().add(8), hi[r]);
+                std::ptr::copy_nonoverlapping(buf.as_ptr(), o.add(r * out.rs), w);
+            }
         }
     }
 }
@@ -221,41 +310,90 @@ mod tests {
         (0..n).map(|i| ((i as f32 + seed) * 0.731).sin()).collect()
     }
 
-    /// Every row count, a partial last panel and transposed strides, against an `f64` product.
+    /// Every row count and start, both panels (the last partial), two parts with transposed
+    /// and plain strides, each way to start the accumulators, against `f64`; elements outside
+    /// the output tile stay as they were.
     fn check_kernel<K: Kernel>(kern: K) {
-        let (m, k, n) = (7, 13, 21);
-        let a = values(m * k, 0.5); // stored k x m: A[r, p] = a[p * m + r]
-        let b = values(k * n, 1.5);
-        let packed = Panels::pack(k, n, &b, n, 1);
-        assert_eq!(packed.count(), 2);
-        assert_eq!(packed.width(1), n - NR);
+        let (m, k1, k2, n, ldo) = (7, 13, 5, 21, 24);
+        let a1 = values(m * k1, 0.5); // stored k1 x m: A1[r, p] = a1[p * m + r]
+        let a2 = values(m * k2, 2.5); // row-major: A2[r, p] = a2[r * k2 + p]
+        let (b1, b2) = (values(k1 * n, 1.5), values(k2 * n, 3.5));
+        let (p1, p2) = (
+            Panels::pack(k1, n, &b1, n, 1),
+            Panels::pack(k2, n, &b2, n, 1),
+        );
+        assert_eq!((p1.count(), p1.width(0), p1.width(1)), (2, NR, n - NR));
+        let bias = values(n, 4.5);
         for rows in 1..=MR {
             for r0 in [0, m - rows] {
-                for jp in 0..packed.count() {
-                    let mut out = [[f32::NAN; NR]; MR];
-                    let lhs = Lhs {
-                        data: &a[r0..],
-                        rs: 1,
-                        cs: m,
-                    };
-                    kern.tile(rows, k, lhs, Rhs::panel(&packed, jp), &mut out);
-                    for (r, row) in out.iter().enumerate().take(rows) {
-                        for (l, &got) in row.iter().enumerate() {
-                            let j = jp * NR + l;
-                            let want: f64 = if j < n {
-                                (0..k)
-                                    .map(|p| f64::from(a[p * m + r0 + r]) * f64::from(b[p * n + j]))
-                                    .sum()
-                            } else {
-                                0.0
-                            };
-                            assert!(
-                                (f64::from(got) - want).abs() < 1e-5,
-                                "rows {rows}, r {r}, col {j}: {got} vs {want}"
-                            );
+                for jp in 0..p1.count() {
+                    for init in 0..3 {
+                        let (j0, width) = (jp * NR, p1.width(jp));
+                        let mut c = values(m * ldo, 5.5);
+                        let c0 = c.clone();
+                        let parts = [
+                            (
+                                k1,
+                                Lhs {
+                                    data: &a1[r0..],
+                                    rs: 1,
+                                    cs: m,
+                                },
+                                Rhs::panel(&p1, jp),
+                            ),
+                            (
+                                k2,
+                                Lhs {
+                                    data: &a2[r0 * k2..],
+                                    rs: k2,
+                                    cs: 1,
+                                },
+                                Rhs::panel(&p2, jp),
+                            ),
+                        ];
+                        let start = match init {
+                            0 => Init::Zero,
+                            1 => Init::Row(&bias[j0..]),
+                            _ => Init::Out,
+                        };
+                        let out = Out {
+                            data: &mut c[r0 * ldo + j0..],
+                            rs: ldo,
+                            width,
+                        };
+                        kern.tile(rows, &parts, start, out);
+                        for r in 0..m {
+                            for j in 0..ldo {
+                                let inside =
+                                    (r0..r0 + rows).contains(&r) && (j0..j0 + width).contains(&j);
+                                let want = if inside {
+                                    let first = match init {
+                                        0 => 0.0,
+                                        1 => f64::from(bias[j]),
+                                        _ => f64::from(c0[r * ldo + j]),
+                                    };
+                                    first
+                                        + (0..k1)
+                                            .map(|p| {
+                                                f64::from(a1[p * m + r]) * f64::from(b1[p * n + j])
+                                            })
+                                            .sum::<f64>()
+                                        + (0..k2)
+                                            .map(|p| {
+                                                f64::from(a2[r * k2 + p]) * f64::from(b2[p * n + j])
+                                            })
+                                            .sum::<f64>()
+                                } else {
+                                    f64::from(c0[r * ldo + j])
+                                };
+                                let got = f64::from(c[r * ldo + j]);
+                                assert!(
+                                    (got - want).abs() < 1e-5,
+                                    "rows {rows}, init {init}, at ({r}, {j}): {got} vs {want}"
+                                );
+                            }
                         }
                     }
-                    assert!(out[rows..].iter().flatten().all(|v| v.is_nan()));
                 }
             }
         }
@@ -279,9 +417,8 @@ mod tests {
     fn short_operands_are_refused() {
         let a = [1.0f32; 10];
         let b = [1.0f32; 16];
-        let mut out = [[0.0; NR]; MR];
-        Portable.tile(
-            2,
+        let mut c = [0.0f32; 32];
+        let part = (
             2,
             Lhs {
                 data: &a,
@@ -289,7 +426,12 @@ mod tests {
                 cs: 1,
             },
             Rhs { data: &b, rs: 16 },
-            &mut out,
         );
+        let out = Out {
+            data: &mut c,
+            rs: 16,
+            width: NR,
+        };
+        Portable.tile(2, &[part], Init::Zero, out);
     }
 }
