@@ -5,7 +5,7 @@
 //! ndarray's own dispatch) on contiguous operands.
 //!
 //! Run with `cargo bench --bench matmul` (under `flock /tmp/gradus-bench.lock` on shared
-//! machines). `MATMUL_NUM_THREADS` sets the threads when gradus-tensor's `threads` feature is on.
+//! machines). `GRADUS_NUM_THREADS` sets the threads (`gradus_tensor::parallel`).
 
 use std::hint::black_box;
 use std::time::Duration;

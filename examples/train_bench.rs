@@ -14,8 +14,8 @@
 //! `/proc/self/task/*/schedstat`, Linux only): on a shared machine it shows what wall-clock time
 //! hides, the time waiting for a core.
 //!
-//! `GRADUS_NUM_THREADS` (default 1 here) is the thread count reported; it also sets
-//! `MATMUL_NUM_THREADS` for matrixmultiply's pool when that is not set (read at the first product).
+//! `GRADUS_NUM_THREADS` (default 1 here) sets the thread count of gradus' kernels
+//! ([`gradus_tensor::parallel`]).
 
 use std::time::Instant;
 
@@ -42,10 +42,7 @@ fn main() -> Result<(), Error> {
         .ok()
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(1);
-    if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
-        // SAFETY: no other thread runs yet; matrixmultiply reads it at its first product.
-        unsafe { std::env::set_var("MATMUL_NUM_THREADS", threads.to_string()) };
-    }
+    gradus_tensor::parallel::set_num_threads(threads);
     let n = std::env::var("N")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())

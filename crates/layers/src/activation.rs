@@ -159,24 +159,30 @@ impl Activation {
 
     /// The gradient with respect to the pre-activation of a [fusable](Self::fusable)
     /// activation, `dz = g f'(z)`, from its output `y` and the output gradient `g` (rows of
-    /// `width`), in one pass into a new buffer.
-    pub(crate) fn backward_rows(&self, y: &[f32], g: &[f32], width: usize) -> Vec<f32> {
-        fn map(y: &[f32], g: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
-            y.iter().zip(g).map(|(&y, &g)| f(y, g)).collect()
+    /// `width`), written into `dz` (same length; its old contents are ignored).
+    pub(crate) fn backward_rows(&self, y: &[f32], g: &[f32], width: usize, dz: &mut [f32]) {
+        fn map(y: &[f32], g: &[f32], dz: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+            for ((d, &y), &g) in dz.iter_mut().zip(y).zip(g) {
+                *d = f(y, g);
+            }
         }
         match self {
-            Activation::Relu => map(y, g, |y, g| if y > 0.0 { g } else { 0.0 }),
-            Activation::Sigmoid => map(y, g, |y, g| g * y * (1.0 - y)),
-            Activation::Tanh => map(y, g, |y, g| g * (1.0 - y * y)),
+            Activation::Relu => map(y, g, dz, |y, g| if y > 0.0 { g } else { 0.0 }),
+            Activation::Sigmoid => map(y, g, dz, |y, g| g * y * (1.0 - y)),
+            Activation::Tanh => map(y, g, dz, |y, g| g * (1.0 - y * y)),
             Activation::Softmax if width > 0 => {
-                let mut dz = Vec::with_capacity(g.len());
-                for (g, y) in g.chunks_exact(width).zip(y.chunks_exact(width)) {
+                for ((d, g), y) in dz
+                    .chunks_exact_mut(width)
+                    .zip(g.chunks_exact(width))
+                    .zip(y.chunks_exact(width))
+                {
                     let dot: f32 = g.iter().zip(y).map(|(g, y)| g * y).sum();
-                    dz.extend(g.iter().zip(y).map(|(&g, &y)| y * (g - dot)));
+                    for ((d, &g), &y) in d.iter_mut().zip(g).zip(y) {
+                        *d = y * (g - dot);
+                    }
                 }
-                dz
             }
-            _ => g.to_vec(),
+            _ => dz.copy_from_slice(g),
         }
     }
 }

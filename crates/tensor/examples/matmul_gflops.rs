@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p gradus-tensor --example matmul_gflops
-//! MATMUL_NUM_THREADS=2 cargo run --release -p gradus-tensor --features threads --example matmul_gflops
+//! GRADUS_NUM_THREADS=2 cargo run --release -p gradus-tensor --example matmul_gflops
 //! ```
 //!
 //! The criterion bench with peers is `cargo bench --bench matmul` at the workspace root.
@@ -50,11 +50,7 @@ fn report(
 }
 
 fn main() -> Result<(), gradus_tensor::TensorError> {
-    let threads = std::env::var("MATMUL_NUM_THREADS").unwrap_or_else(|_| "default".into());
-    println!(
-        "threads feature: {}, MATMUL_NUM_THREADS={threads}",
-        cfg!(feature = "threads")
-    );
+    println!("threads: {}", gradus_tensor::parallel::num_threads());
     let mut rng = Rng::seed_from_u64(0);
     for n in [64usize, 128, 256, 512, 1024, 2048] {
         let a = Tensor::rand_uniform(&[n, n], -1.0, 1.0, &mut rng);

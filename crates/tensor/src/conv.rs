@@ -1,7 +1,9 @@
 //! 2-D convolution over NHWC tensors as im2col + one matrix product over the whole batch, and its
 //! two gradients.
 
+use crate::buffer::{take, take_zeroed};
 use crate::error::{Result, TensorError};
+use crate::parallel;
 use crate::tensor::Tensor;
 
 /// How a convolution or pooling window treats the border, as Keras' `padding` argument.
@@ -149,6 +151,14 @@ impl Conv2dGeometry {
         self.batch * self.out_h * self.out_w
     }
 
+    /// Whether some window position falls outside the input (on the zero padding).
+    pub fn has_padding(&self) -> bool {
+        self.pad_top > 0
+            || self.pad_left > 0
+            || (self.out_h.max(1) - 1) * self.stride_h + self.k_h > self.in_h
+            || (self.out_w.max(1) - 1) * self.stride_w + self.k_w > self.in_w
+    }
+
     /// The input row/column under window offset `k` of output position `o`, if inside the input.
     #[inline]
     pub(crate) fn input_row(&self, o: usize, k: usize) -> Option<usize> {
@@ -193,43 +203,24 @@ pub fn im2col(input: &Tensor, g: &Conv2dGeometry) -> Result<Tensor> {
     Conv2dGeometry::check("im2col", input, &g.input_shape())?;
     let src = input.to_contiguous();
     let x = src.as_slice().expect("contiguous");
-    let (c, patch) = (g.in_c, g.patch_len());
-    let mut cols = vec![0.0f32; g.positions() * patch];
-    if patch > 0 {
-        let mut rows = cols.chunks_exact_mut(patch);
-        for n in 0..g.batch {
-            for oh in 0..g.out_h {
-                for ow in 0..g.out_w {
-                    let row = rows.next().expect("one row per position");
-                    for kh in 0..g.k_h {
-                        let Some(ih) = g.input_row(oh, kh) else {
-                            continue;
-                        };
-                        for kw in 0..g.k_w {
-                            let Some(iw) = g.input_col(ow, kw) else {
-                                continue;
-                            };
-                            let src = ((n * g.in_h + ih) * g.in_w + iw) * c;
-                            let dst = (kh * g.k_w + kw) * c;
-                            if c == 1 {
-                                // One channel (a first layer on grey images): a plain move, not
-                                // a `memcpy` call per pixel.
-                                row[dst] = x[src];
-                            } else {
-                                row[dst..dst + c].copy_from_slice(&x[src..src + c]);
-                            }
-                        }
-                    }
-                }
+    let patch = g.patch_len();
+    let mut cols = take(g.positions() * patch);
+    let row_len = g.out_w * patch;
+    if row_len > 0 {
+        let grain = parallel::grain(1 << 14, row_len);
+        parallel::for_row_blocks(&mut cols, row_len, grain, |first, block| {
+            for (r, image_row) in block.chunks_exact_mut(row_len).enumerate() {
+                let (n, oh) = ((first + r) / g.out_h, (first + r) % g.out_h);
+                gather_windows(g, x, n, oh, image_row);
             }
-        }
+        });
     }
     Ok(Tensor::from_parts(cols, &[g.positions(), patch]))
 }
 
 /// Folds im2col rows back into an NHWC tensor, adding overlapping contributions: the adjoint of
 /// [`im2col`], `out[n, ih, iw, c] = sum of cols[(n, oh, ow), (kh, kw, c)]` over every window
-/// position that reads `(ih, iw)` (padding positions are dropped).
+/// position that reads `(ih, iw)` (padding positions are dropped). Images run in parallel.
 ///
 /// Shape: `[N*out_h*out_w, k_h*k_w*C] -> [N, H, W, C]`.
 ///
@@ -240,31 +231,38 @@ pub fn col2im(cols: &Tensor, g: &Conv2dGeometry) -> Result<Tensor> {
     let src = cols.to_contiguous();
     let y = src.as_slice().expect("contiguous");
     let (c, patch) = (g.in_c, g.patch_len());
-    let mut out = vec![0.0f32; g.batch * g.in_h * g.in_w * c];
-    if patch > 0 {
-        let mut rows = y.chunks_exact(patch);
-        for n in 0..g.batch {
-            for oh in 0..g.out_h {
-                for ow in 0..g.out_w {
-                    let row = rows.next().expect("one row per position");
-                    for kh in 0..g.k_h {
-                        let Some(ih) = g.input_row(oh, kh) else {
-                            continue;
-                        };
-                        for kw in 0..g.k_w {
-                            let Some(iw) = g.input_col(ow, kw) else {
+    let image = g.in_h * g.in_w * c;
+    let mut out = take_zeroed(g.batch * image);
+    if patch > 0 && image > 0 {
+        let per_image = g.out_h * g.out_w * patch;
+        let grain = parallel::grain(1 << 15, image);
+        parallel::for_row_blocks(&mut out, image, grain, |first, block| {
+            for (i, img) in block.chunks_exact_mut(image).enumerate() {
+                let n = first + i;
+                let mut rows = y[n * per_image..(n + 1) * per_image].chunks_exact(patch);
+                for oh in 0..g.out_h {
+                    for ow in 0..g.out_w {
+                        let row = rows.next().expect("one row per position");
+                        for kh in 0..g.k_h {
+                            let Some(ih) = g.input_row(oh, kh) else {
                                 continue;
                             };
-                            let dst = ((n * g.in_h + ih) * g.in_w + iw) * c;
-                            let src = (kh * g.k_w + kw) * c;
-                            for (o, &v) in out[dst..dst + c].iter_mut().zip(&row[src..src + c]) {
-                                *o += v;
+                            for kw in 0..g.k_w {
+                                let Some(iw) = g.input_col(ow, kw) else {
+                                    continue;
+                                };
+                                let dst = (ih * g.in_w + iw) * c;
+                                let src = (kh * g.k_w + kw) * c;
+                                for (o, &v) in img[dst..dst + c].iter_mut().zip(&row[src..src + c])
+                                {
+                                    *o += v;
+                                }
                             }
                         }
                     }
                 }
             }
-        }
+        });
     }
     Ok(Tensor::from_parts(out, &g.input_shape()))
 }
@@ -312,6 +310,42 @@ pub fn conv2d(
     strides: (usize, usize),
     padding: Padding,
 ) -> Result<Tensor> {
+    conv2d_with(input, kernel, strides, padding, |_| {})
+}
+
+/// [`conv2d`] followed by `epilogue` on each block of finished output rows while they are still
+/// in cache: a layer adds its bias and applies its activation there instead of in another pass
+/// over the whole output. `epilogue` receives whole output pixels, `[rows, F]` row-major (for
+/// example, all of one or more output image rows), possibly from several threads at once.
+///
+/// Windows of at most [`DIRECT_MAX_PATCH`] values (`k_h * k_w * C`: a 3x3 kernel over up to 3
+/// channels, a 5x5 over one) are computed directly, pixel by pixel, without unfolding the input;
+/// larger ones go through [`im2col`] and one matrix product. Either way output image rows run in
+/// parallel on the [threads](crate::parallel), and the result does not depend on their number.
+///
+/// ```
+/// use gradus_tensor::{conv2d_with, Padding, Tensor};
+///
+/// let x = Tensor::full(&[2, 5, 5, 1], -1.0);
+/// let k = Tensor::ones(&[3, 3, 1, 4]);
+/// // conv, then ReLU in the same pass:
+/// let y = conv2d_with(&x, &k, (1, 1), Padding::Valid, |rows| {
+///     rows.iter_mut().for_each(|v| *v = v.max(0.0))
+/// })?;
+/// assert_eq!(y.shape(), &[2, 3, 3, 4]);
+/// assert_eq!(y.sum_all(), 0.0);
+/// # Ok::<(), gradus_tensor::TensorError>(())
+/// ```
+///
+/// # Errors
+/// As [`conv2d`].
+pub fn conv2d_with(
+    input: &Tensor,
+    kernel: &Tensor,
+    strides: (usize, usize),
+    padding: Padding,
+    epilogue: impl Fn(&mut [f32]) + Sync + Send,
+) -> Result<Tensor> {
     if kernel.ndim() != 4 {
         return Err(TensorError::Rank {
             op: "conv2d",
@@ -322,9 +356,192 @@ pub fn conv2d(
     let ks = kernel.shape();
     let g = Conv2dGeometry::new(input.shape(), (ks[0], ks[1]), strides, padding)?;
     let filters = check_kernel("conv2d", kernel, &g)?;
-    let cols = im2col(input, &g)?;
-    let out = cols.matmul(&kernel.reshape(&[g.patch_len(), filters])?)?;
-    out.reshape(&g.output_shape(filters))
+    let patch = g.patch_len();
+    let kmat = kernel.to_contiguous();
+    let k = kmat.as_slice().expect("contiguous");
+    let row_len = g.out_w * filters;
+    if patch > DIRECT_MAX_PATCH || patch == 0 || row_len == 0 {
+        let cols = im2col(input, &g)?;
+        let mut out = cols.matmul(&kmat.reshape(&[patch, filters])?)?;
+        if row_len > 0 {
+            parallel::for_row_blocks(out.as_slice_mut(), row_len, 8, |_, rows| epilogue(rows));
+        }
+        return out.reshape(&g.output_shape(filters));
+    }
+    let src = input.to_contiguous();
+    let x = src.as_slice().expect("contiguous");
+    let mut out = take(g.positions() * filters);
+    let grain = parallel::grain(1 << 15, row_len * patch);
+    parallel::for_row_blocks(&mut out, row_len, grain, |first, rows| {
+        direct_rows(&g, x, k, filters, first, rows);
+        epilogue(rows);
+    });
+    Ok(Tensor::from_parts(out, &g.output_shape(filters)))
+}
+
+/// The largest window (`k_h * k_w * C` values) that [`conv2d_with`] computes directly.
+pub const DIRECT_MAX_PATCH: usize = 32;
+
+/// Output image rows `first..` (`rows` holds whole rows of `out_w * filters` values) of a direct
+/// convolution. On x86-64 with AVX2 the same code runs compiled for 8-lane vectors; it uses
+/// separate multiplies and adds (no FMA), so both builds give the same bits.
+fn direct_rows(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    k: &[f32],
+    filters: usize,
+    first: usize,
+    rows: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { direct_rows_avx2(g, x, k, filters, first, rows) };
+    }
+    direct_rows_body(g, x, k, filters, first, rows);
+}
+
+/// [`direct_rows_body`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn direct_rows_avx2(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    k: &[f32],
+    filters: usize,
+    first: usize,
+    rows: &mut [f32],
+) {
+    direct_rows_body(g, x, k, filters, first, rows);
+}
+
+/// The body of [`direct_rows`]: for each output image row, gather its windows (zero for
+/// padding), then compute blocks of 4 pixels x 16 filters in registers, each summing
+/// `window[t] * k[t, f]` over `t` in order.
+#[inline(always)]
+fn direct_rows_body(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    k: &[f32],
+    filters: usize,
+    first: usize,
+    rows: &mut [f32],
+) {
+    let patch = g.patch_len();
+    let mut windows = vec![0.0f32; g.out_w * patch];
+    for (r, row) in rows.chunks_exact_mut(g.out_w * filters).enumerate() {
+        let (n, oh) = ((first + r) / g.out_h, (first + r) % g.out_h);
+        gather_windows(g, x, n, oh, &mut windows);
+        let mut p = 0;
+        while p + 4 <= g.out_w {
+            pixel_block::<4>(
+                &windows[p * patch..],
+                patch,
+                k,
+                filters,
+                &mut row[p * filters..],
+            );
+            p += 4;
+        }
+        while p < g.out_w {
+            pixel_block::<1>(
+                &windows[p * patch..],
+                patch,
+                k,
+                filters,
+                &mut row[p * filters..],
+            );
+            p += 1;
+        }
+    }
+}
+
+/// `out[q, f] = sum_t win[q, t] * k[t, f]` for `P` consecutive pixels `q` (windows of `patch`
+/// values, outputs of `filters` values), in tiles of 16, then 8, then 1 filters.
+#[inline(always)]
+fn pixel_block<const P: usize>(
+    win: &[f32],
+    patch: usize,
+    k: &[f32],
+    filters: usize,
+    out: &mut [f32],
+) {
+    let mut f0 = 0;
+    while f0 + 16 <= filters {
+        filter_tile::<P, 16>(win, patch, k, filters, f0, out);
+        f0 += 16;
+    }
+    if f0 + 8 <= filters {
+        filter_tile::<P, 8>(win, patch, k, filters, f0, out);
+        f0 += 8;
+    }
+    while f0 < filters {
+        filter_tile::<P, 1>(win, patch, k, filters, f0, out);
+        f0 += 1;
+    }
+}
+
+/// One register tile of [`pixel_block`]: `P x T` accumulators.
+#[inline(always)]
+fn filter_tile<const P: usize, const T: usize>(
+    win: &[f32],
+    patch: usize,
+    k: &[f32],
+    filters: usize,
+    f0: usize,
+    out: &mut [f32],
+) {
+    let mut acc = [[0.0f32; T]; P];
+    for t in 0..patch {
+        let kt: &[f32; T] = k[t * filters + f0..t * filters + f0 + T]
+            .try_into()
+            .expect("T values");
+        for (q, a) in acc.iter_mut().enumerate() {
+            let w = win[q * patch + t];
+            for l in 0..T {
+                a[l] += w * kt[l];
+            }
+        }
+    }
+    for (q, a) in acc.iter().enumerate() {
+        out[q * filters + f0..q * filters + f0 + T].copy_from_slice(a);
+    }
+}
+
+/// The windows of output image row `(n, oh)`: `out[ow, (kh, kw, c)] = x[n, oh*s_h + kh - pad_top,
+/// ow*s_w + kw - pad_left, c]`, zero on the padding (`out` holds `out_w * patch` values).
+#[inline(always)]
+fn gather_windows(g: &Conv2dGeometry, x: &[f32], n: usize, oh: usize, out: &mut [f32]) {
+    let (c, patch) = (g.in_c, g.patch_len());
+    let kwc = g.k_w * c;
+    for kh in 0..g.k_h {
+        let at = kh * kwc;
+        let Some(ih) = g.input_row(oh, kh) else {
+            for win in out.chunks_exact_mut(patch) {
+                win[at..at + kwc].fill(0.0);
+            }
+            continue;
+        };
+        let xrow = &x[(n * g.in_h + ih) * g.in_w * c..(n * g.in_h + ih + 1) * g.in_w * c];
+        for (ow, win) in out.chunks_exact_mut(patch).enumerate() {
+            let dst = &mut win[at..at + kwc];
+            let start = (ow * g.stride_w).wrapping_sub(g.pad_left);
+            if ow * g.stride_w >= g.pad_left && start + g.k_w <= g.in_w {
+                let src = &xrow[start * c..start * c + kwc];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = v;
+                }
+            } else {
+                for kw in 0..g.k_w {
+                    let d = &mut dst[kw * c..(kw + 1) * c];
+                    match g.input_col(ow, kw) {
+                        Some(iw) => d.copy_from_slice(&xrow[iw * c..(iw + 1) * c]),
+                        None => d.fill(0.0),
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The gradient of [`conv2d`] with respect to its input: `col2im(dy_2d @ K_2d^T)` where `dy_2d` is

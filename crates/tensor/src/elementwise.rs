@@ -4,6 +4,7 @@
 use ndarray::{ArrayD, IxDyn, Zip};
 
 use crate::broadcast::broadcast_shapes_for;
+use crate::buffer::take;
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -18,7 +19,10 @@ fn zip_with(
     if a.shape() == b.shape()
         && let (Some(x), Some(y)) = (a.as_slice(), b.as_slice())
     {
-        let v = x.iter().zip(y).map(|(&x, &y)| f(x, y)).collect();
+        let mut v = take(x.len());
+        for ((o, &x), &y) in v.iter_mut().zip(x).zip(y) {
+            *o = f(x, y);
+        }
         return Ok(Tensor::from_parts(v, a.shape()));
     }
     let shape = broadcast_shapes_for(op, a.shape(), b.shape())?;
@@ -51,7 +55,8 @@ fn zip_with(
     }
     let av = a.data.broadcast(IxDyn(&shape)).expect("shape checked");
     let bv = b.data.broadcast(IxDyn(&shape)).expect("shape checked");
-    let mut out = ArrayD::<f32>::zeros(IxDyn(&shape));
+    let n = shape.iter().product();
+    let mut out = ArrayD::from_shape_vec(IxDyn(&shape), take(n)).expect("length matches shape");
     Zip::from(&mut out)
         .and(&av)
         .and(&bv)
@@ -81,10 +86,14 @@ fn leading_block_inner(small: &[usize], full: &[usize]) -> Option<usize> {
 /// `out[i] = f(big[i], small[i / inner])`.
 #[inline]
 fn repeat_each(big: &[f32], small: &[f32], inner: usize, f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
-    let mut out = Vec::with_capacity(big.len());
+    let mut out = take(big.len());
     if inner > 0 {
-        for (chunk, &s) in big.chunks_exact(inner).zip(small) {
-            out.extend(chunk.iter().map(|&x| f(x, s)));
+        for ((o, chunk), &s) in out
+            .chunks_exact_mut(inner)
+            .zip(big.chunks_exact(inner))
+            .zip(small)
+        {
+            o.iter_mut().zip(chunk).for_each(|(o, &x)| *o = f(x, s));
         }
     }
     out
@@ -93,13 +102,18 @@ fn repeat_each(big: &[f32], small: &[f32], inner: usize, f: impl Fn(f32, f32) ->
 /// `out[i] = f(big[i], small[i % small.len()])`.
 #[inline]
 fn repeat_right(big: &[f32], small: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
-    let mut out = Vec::with_capacity(big.len());
+    let mut out = take(big.len());
     if small.len() == 1 {
         let s = small[0];
-        out.extend(big.iter().map(|&x| f(x, s)));
+        out.iter_mut().zip(big).for_each(|(o, &x)| *o = f(x, s));
     } else if !small.is_empty() {
-        for chunk in big.chunks_exact(small.len()) {
-            out.extend(chunk.iter().zip(small).map(|(&x, &y)| f(x, y)));
+        for (o, chunk) in out
+            .chunks_exact_mut(small.len())
+            .zip(big.chunks_exact(small.len()))
+        {
+            for ((o, &x), &y) in o.iter_mut().zip(chunk).zip(small) {
+                *o = f(x, y);
+            }
         }
     }
     out

@@ -20,9 +20,13 @@
 //! - Shapes: [`Tensor::reshape`], [`Tensor::permute`], [`Tensor::transpose`] and slices (views, no
 //!   copy), [`Tensor::concat`], [`Tensor::stack`], [`Tensor::gather_rows`], [`Tensor::one_hot`].
 //! - Linear algebra: [`Tensor::matmul`] (batched, broadcasting, strided operands), [`gemm`] into an
-//!   existing buffer. The `threads` feature turns on matrixmultiply's threading.
+//!   existing buffer.
+//! - Threads: [`parallel`] sets how many threads the kernels use (`GRADUS_NUM_THREADS`, default
+//!   the available CPUs); results are the same bits for any count.
+//! - Memory: [`buffer`] keeps the large buffers of dropped tensors for reuse by the next step.
 //! - [`Tensor::softmax`], [`Tensor::log_softmax`], [`Tensor::logsumexp`].
-//! - NHWC kernels: [`Conv2dGeometry`], [`Padding`], [`im2col`], [`conv2d`], [`max_pool2d`],
+//! - NHWC kernels: [`Conv2dGeometry`], [`Padding`], [`im2col`], [`conv2d`] and [`conv2d_with`]
+//!   (with a fused epilogue), [`max_pool2d`],
 //!   [`avg_pool2d`] and their gradients.
 //! - Tests: [`Tensor::allclose`], [`Tensor::max_abs_diff`].
 //!
@@ -52,7 +56,7 @@
 //! let img = Tensor::rand_uniform(&[2, 8, 8, 1], 0.0, 1.0, &mut rng);
 //! let kernel = Tensor::rand_normal(&[3, 3, 1, 4], 0.0, 0.1, &mut rng);
 //! let y = conv2d(&img, &kernel, (1, 1), Padding::Same)?.relu();
-//! let (pooled, _argmax) = max_pool2d(&y, (2, 2), (2, 2), Padding::Valid)?;
+//! let pooled = max_pool2d(&y, (2, 2), (2, 2), Padding::Valid)?;
 //! assert_eq!(pooled.shape(), &[2, 4, 4, 4]);
 //! # Ok::<(), gradus_tensor::TensorError>(())
 //! ```
@@ -60,10 +64,12 @@
 #![deny(missing_debug_implementations)]
 
 mod broadcast;
+pub mod buffer;
 mod conv;
 mod elementwise;
 mod error;
 mod linalg;
+pub mod parallel;
 mod pool;
 mod reduce;
 pub mod rng;
@@ -73,8 +79,8 @@ mod tensor;
 
 pub use broadcast::broadcast_shapes;
 pub use conv::{
-    Conv2dGeometry, Padding, Pool2dGeometry, col2im, conv2d, conv2d_backward_input,
-    conv2d_backward_kernel, im2col,
+    Conv2dGeometry, DIRECT_MAX_PATCH, Padding, Pool2dGeometry, col2im, conv2d,
+    conv2d_backward_input, conv2d_backward_kernel, conv2d_with, im2col,
 };
 pub use elementwise::erf;
 pub use error::{Result, TensorError};

@@ -4,7 +4,9 @@
 use ndarray::{ArrayViewD, IxDyn};
 
 use crate::broadcast::broadcast_shapes_for;
+use crate::buffer::{take, take_zeroed};
 use crate::error::{Result, TensorError};
+use crate::parallel;
 use crate::tensor::Tensor;
 
 /// A read-only strided matrix: a pointer to element `[0, 0]` and its row and column strides.
@@ -15,7 +17,36 @@ struct MatPtr {
     cs: isize,
 }
 
+// SAFETY: a `MatPtr` is only read through, and the kernels that share one between threads keep
+// the matrix alive and unmodified until every thread is done.
+unsafe impl Send for MatPtr {}
+// SAFETY: as for `Send`: shared `MatPtr`s are only read through.
+unsafe impl Sync for MatPtr {}
+
+/// The output of a product split over threads: each piece writes its own rows (or columns).
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+impl OutPtr {
+    /// The pointer (a method, so that closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: the pieces of one product write disjoint sets of elements (see `sgemm`).
+unsafe impl Send for OutPtr {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for OutPtr {}
+
+/// Products with fewer multiply-adds than this run on the calling thread: below it, waking a
+/// worker costs more than it saves.
+const PARALLEL_MIN_MACS: usize = 1 << 19;
+
 /// `C <- alpha A B + beta C` for an `m x k` A, `k x n` B and `m x n` C.
+///
+/// With several [threads](crate::parallel) and enough work, the longer of the `m` rows and `n`
+/// columns of C is cut into blocks (multiples of 8, the kernel's register tile) computed by
+/// separate calls to `matrixmultiply::sgemm`: each element's dot product then runs the same
+/// sequence of operations as with one call, so the result does not depend on the thread count.
 ///
 /// # Safety
 /// Every element `a.ptr + i*a.rs + p*a.cs` (`i < m`, `p < k`) must be readable, likewise for B,
@@ -32,13 +63,40 @@ unsafe fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
-    // SAFETY: forwarded from this function's contract; matrixmultiply accepts any strides for A
-    // and B, and with k == 0 it only scales C by beta.
-    unsafe {
-        matrixmultiply::sgemm(
-            m, k, n, alpha, a.ptr, a.rs, a.cs, b.ptr, b.rs, b.cs, beta, c, rsc, csc,
-        );
-    }
+    let by_rows = m >= n;
+    let len = if by_rows { m } else { n };
+    let pieces = if m * n * k >= PARALLEL_MIN_MACS {
+        parallel::pieces(len, 16)
+    } else {
+        1
+    };
+    let per = len.div_ceil(pieces).next_multiple_of(8);
+    let out = OutPtr(c);
+    let block = |i: usize| {
+        let lo = i * per;
+        let hi = len.min(lo + per);
+        let (mut a, mut b, mut c, mut mm, mut nn) = (a, b, out.get(), m, n);
+        // SAFETY: `lo < len`, so the offsets stay inside A (rows) or B (columns) and C, per this
+        // function's contract; the blocks `lo..hi` are disjoint, so no two calls write the same
+        // element of C.
+        unsafe {
+            if by_rows {
+                a.ptr = a.ptr.offset(lo as isize * a.rs);
+                c = c.offset(lo as isize * rsc);
+                mm = hi - lo;
+            } else {
+                b.ptr = b.ptr.offset(lo as isize * b.cs);
+                c = c.offset(lo as isize * csc);
+                nn = hi - lo;
+            }
+            // matrixmultiply accepts any strides for A and B, and with k == 0 it only scales C
+            // by beta.
+            matrixmultiply::sgemm(
+                mm, k, nn, alpha, a.ptr, a.rs, a.cs, b.ptr, b.rs, b.cs, beta, c, rsc, csc,
+            );
+        }
+    };
+    parallel::run(len.div_ceil(per), block);
 }
 
 fn matmul_error(a: &Tensor, b: &Tensor, reason: String) -> TensorError {
@@ -117,7 +175,9 @@ impl Tensor {
             .data
             .broadcast(IxDyn(&with([k, n])))
             .expect("batch shape checked");
-        let mut out = vec![0.0f32; batch.iter().product::<usize>() * m * n];
+        let len = batch.iter().product::<usize>() * m * n;
+        // Every element is written by a product (beta = 0), except when k == 0: empty sums.
+        let mut out = if k == 0 { take_zeroed(len) } else { take(len) };
         batched_gemm(&av, &bv, &batch, (m, k, n), &mut out);
         let mut shape = with([m, n]);
         if other.ndim() == 1 {

@@ -1,7 +1,9 @@
 //! 2-D max and average pooling over NHWC tensors, and their gradients.
 
+use crate::buffer::{take, take_zeroed};
 use crate::conv::{Conv2dGeometry, Padding, Pool2dGeometry};
 use crate::error::{Result, TensorError};
+use crate::parallel;
 use crate::tensor::Tensor;
 
 /// Calls `f(out_index, window)` for every output position `(n, oh, ow)`, where `window` lists the
@@ -49,20 +51,20 @@ fn pool_geometry(
 }
 
 /// Max pooling: `out[n, oh, ow, c] = max x[n, oh*s_h + kh - pad_top, ow*s_w + kw - pad_left, c]`
-/// over the window positions inside the input (padding never wins).
+/// over the window positions inside the input (padding never wins; a NaN wins only from the
+/// first position of its window).
 ///
 /// Shapes: input `[N, H, W, C]`, output `[N, out_h, out_w, C]` (sizes as [`Conv2dGeometry::new`]
-/// with the pool as the kernel). The second value gives, for every output element in row-major
-/// order, the flat row-major index into the input of its maximum (the first one on ties), for
-/// [`max_pool2d_backward`].
+/// with the pool as the kernel). Output rows run in parallel on the [threads](crate::parallel).
+/// No winner index is stored: [`max_pool2d_backward`] finds the winners again from the input and
+/// the output.
 ///
 /// ```
 /// use gradus_tensor::{max_pool2d, Padding, Tensor};
 ///
 /// let x = Tensor::arange(0.0, 16.0, 1.0)?.reshape(&[1, 4, 4, 1])?;
-/// let (y, argmax) = max_pool2d(&x, (2, 2), (2, 2), Padding::Valid)?;
+/// let y = max_pool2d(&x, (2, 2), (2, 2), Padding::Valid)?;
 /// assert_eq!(y.to_vec(), vec![5.0, 7.0, 13.0, 15.0]);
-/// assert_eq!(argmax, vec![5, 7, 13, 15]);
 /// # Ok::<(), gradus_tensor::TensorError>(())
 /// ```
 ///
@@ -74,75 +76,208 @@ pub fn max_pool2d(
     pool: (usize, usize),
     strides: (usize, usize),
     padding: Padding,
-) -> Result<(Tensor, Vec<usize>)> {
+) -> Result<Tensor> {
     let g = pool_geometry("max_pool2d", input.shape(), pool, strides, padding)?;
     let src = input.to_contiguous();
     let x = src.as_slice().expect("contiguous");
     let c = g.in_c;
-    let n_out = g.positions() * c;
-    let mut out = vec![0.0f32; n_out];
-    let mut arg = vec![0usize; n_out];
-    for_each_window(&g, |pos, window| {
-        let (o, a) = (
-            &mut out[pos * c..(pos + 1) * c],
-            &mut arg[pos * c..(pos + 1) * c],
-        );
-        let first = window[0];
-        o.copy_from_slice(&x[first..first + c]);
-        for (ch, ai) in a.iter_mut().enumerate() {
-            *ai = first + ch;
+    let mut out = take(g.positions() * c);
+    let row_len = g.out_w * c;
+    if row_len > 0 {
+        let grain = parallel::grain(1 << 14, row_len);
+        parallel::for_row_blocks(&mut out, row_len, grain, |first, block| {
+            for (r, o_row) in block.chunks_exact_mut(row_len).enumerate() {
+                let (n, oh) = ((first + r) / g.out_h, (first + r) % g.out_h);
+                for (ow, o) in o_row.chunks_exact_mut(c).enumerate() {
+                    let mut first_pos = true;
+                    for_window(&g, oh, ow, |ih, iw| {
+                        let base = ((n * g.in_h + ih) * g.in_w + iw) * c;
+                        let v = &x[base..base + c];
+                        if first_pos {
+                            o.copy_from_slice(v);
+                            first_pos = false;
+                        } else {
+                            for (best, &v) in o.iter_mut().zip(v) {
+                                *best = if v > *best { v } else { *best };
+                            }
+                        }
+                    });
+                    debug_assert!(!first_pos, "every window overlaps the input");
+                }
+            }
+        });
+    }
+    Ok(Tensor::from_parts(out, &g.output_shape(c)))
+}
+
+/// Calls `f(ih, iw)` for the window positions of output `(oh, ow)` inside the input, in order.
+#[inline(always)]
+fn for_window(g: &Pool2dGeometry, oh: usize, ow: usize, mut f: impl FnMut(usize, usize)) {
+    for kh in 0..g.k_h {
+        let Some(ih) = g.input_row(oh, kh) else {
+            continue;
+        };
+        for kw in 0..g.k_w {
+            if let Some(iw) = g.input_col(ow, kw) {
+                f(ih, iw);
+            }
         }
-        for &base in &window[1..] {
-            for (ch, (best, ai)) in o.iter_mut().zip(a.iter_mut()).enumerate() {
-                let v = x[base + ch];
-                if v > *best {
-                    *best = v;
-                    *ai = base + ch;
+    }
+}
+
+/// The gradient of [`max_pool2d`]: each output gradient goes to the winner of its window, the
+/// first position (in window order) whose input equals the window's maximum, or the first
+/// position when the maximum is NaN; `dx` is zero elsewhere, and sums where windows overlap.
+///
+/// Shapes: `grad_out` and `output` (the result of [`max_pool2d`] on `input` with the same
+/// `pool`, `strides` and `padding`) are `[N, out_h, out_w, C]`; the result has `input`'s shape.
+/// When the windows tile the input exactly (stride equal to the pool, no padding, lengths
+/// divisible) every input element is written once and nothing is zeroed first. Images run in
+/// parallel.
+///
+/// ```
+/// use gradus_tensor::{max_pool2d, max_pool2d_backward, Padding, Tensor};
+///
+/// let x = Tensor::from_vec(vec![1.0, 3.0, 3.0, 2.0], &[1, 2, 2, 1])?;
+/// let y = max_pool2d(&x, (2, 2), (2, 2), Padding::Valid)?;
+/// let dx = max_pool2d_backward(&Tensor::ones(&[1, 1, 1, 1]), &x, &y, (2, 2), (2, 2), Padding::Valid)?;
+/// assert_eq!(dx.to_vec(), vec![0.0, 1.0, 0.0, 0.0]); // the first of the tied maxima
+/// # Ok::<(), gradus_tensor::TensorError>(())
+/// ```
+///
+/// # Errors
+/// As [`max_pool2d`] for the input and window; [`TensorError::IncompatibleShapes`] when
+/// `grad_out` or `output` does not have the pooled shape.
+pub fn max_pool2d_backward(
+    grad_out: &Tensor,
+    input: &Tensor,
+    output: &Tensor,
+    pool: (usize, usize),
+    strides: (usize, usize),
+    padding: Padding,
+) -> Result<Tensor> {
+    let g = pool_geometry("max_pool2d_backward", input.shape(), pool, strides, padding)?;
+    let c = g.in_c;
+    Conv2dGeometry::check("max_pool2d_backward", grad_out, &g.output_shape(c))?;
+    Conv2dGeometry::check("max_pool2d_backward", output, &g.output_shape(c))?;
+    let (xs, ys, gs) = (
+        input.to_contiguous(),
+        output.to_contiguous(),
+        grad_out.to_contiguous(),
+    );
+    let x = xs.as_slice().expect("contiguous");
+    let (y, dy) = (
+        ys.as_slice().expect("contiguous"),
+        gs.as_slice().expect("contiguous"),
+    );
+    let image = g.in_h * g.in_w * c;
+    let tiles = g.stride_h == g.k_h
+        && g.stride_w == g.k_w
+        && !g.has_padding()
+        && g.out_h * g.k_h == g.in_h
+        && g.out_w * g.k_w == g.in_w;
+    let mut dx = if tiles {
+        take(g.batch * image)
+    } else {
+        take_zeroed(g.batch * image)
+    };
+    if image > 0 {
+        let per_image = g.out_h * g.out_w * c;
+        let grain = parallel::grain(1 << 15, image);
+        parallel::for_row_blocks(&mut dx, image, grain, |first, block| {
+            let mut open = vec![0u32; c];
+            for (i, dxi) in block.chunks_exact_mut(image).enumerate() {
+                let n = first + i;
+                let (xi, at) = (&x[n * image..(n + 1) * image], n * per_image);
+                let (yi, di) = (&y[at..at + per_image], &dy[at..at + per_image]);
+                route_image(&g, xi, yi, di, dxi, tiles, &mut open);
+            }
+        });
+    }
+    Ok(Tensor::from_parts(dx, &g.input_shape()))
+}
+
+/// One image of [`max_pool2d_backward`] (`x`, `dx`: `[H, W, C]`; `y`, `dy`: `[out_h, out_w, C]`).
+/// On x86-64 with AVX2 the same code runs compiled for 8-lane vectors (selects only: the same
+/// bits either way).
+fn route_image(
+    g: &Pool2dGeometry,
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    tiles: bool,
+    open: &mut [u32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { route_image_avx2(g, x, y, dy, dx, tiles, open) };
+    }
+    route_image_body(g, x, y, dy, dx, tiles, open);
+}
+
+/// [`route_image_body`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn route_image_avx2(
+    g: &Pool2dGeometry,
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    tiles: bool,
+    open: &mut [u32],
+) {
+    route_image_body(g, x, y, dy, dx, tiles, open);
+}
+
+/// The body of [`route_image`]: for each window, in window order, the lanes still `open` whose
+/// input equals the maximum take the gradient and close; lanes left open (a NaN maximum) give it
+/// to the first position.
+#[inline(always)]
+fn route_image_body(
+    g: &Pool2dGeometry,
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    tiles: bool,
+    open: &mut [u32],
+) {
+    let c = g.in_c;
+    for oh in 0..g.out_h {
+        for ow in 0..g.out_w {
+            let o = (oh * g.out_w + ow) * c;
+            let (ym, d) = (&y[o..o + c], &dy[o..o + c]);
+            open.fill(1);
+            let mut first_pos = None;
+            for_window(g, oh, ow, |ih, iw| {
+                let at = (ih * g.in_w + iw) * c;
+                first_pos.get_or_insert(at);
+                let lanes = dx[at..at + c]
+                    .iter_mut()
+                    .zip(&x[at..at + c])
+                    .zip(ym.iter().zip(d))
+                    .zip(open.iter_mut());
+                for (((o, &xv), (&ym, &d)), open) in lanes {
+                    let take = u32::from(xv == ym) & *open;
+                    let routed = f32::from_bits(d.to_bits() & take.wrapping_neg());
+                    if tiles {
+                        *o = routed;
+                    } else {
+                        *o += routed;
+                    }
+                    *open ^= take;
+                }
+            });
+            if let Some(f) = first_pos {
+                for ((o, &d), &open) in dx[f..f + c].iter_mut().zip(d).zip(open.iter()) {
+                    *o += f32::from_bits(d.to_bits() & open.wrapping_neg());
                 }
             }
         }
-    });
-    Ok((Tensor::from_parts(out, &g.output_shape(c)), arg))
-}
-
-/// The gradient of [`max_pool2d`]: `dx[argmax[i]] += grad_out[i]` for every output element `i`,
-/// zero elsewhere.
-///
-/// Shapes: `grad_out` has one element per entry of `argmax` (any shape, read row-major); the
-/// result has `input_shape`.
-///
-/// # Errors
-/// [`TensorError::InvalidArgument`] when `grad_out` and `argmax` differ in length or an index is
-/// not below the input's element count.
-pub fn max_pool2d_backward(
-    grad_out: &Tensor,
-    argmax: &[usize],
-    input_shape: &[usize],
-) -> Result<Tensor> {
-    let n_in: usize = input_shape.iter().product();
-    if grad_out.len() != argmax.len() {
-        return Err(TensorError::InvalidArgument {
-            op: "max_pool2d_backward",
-            message: format!(
-                "grad_out of shape {:?} has {} elements but argmax has {}",
-                grad_out.shape(),
-                grad_out.len(),
-                argmax.len()
-            ),
-        });
     }
-    if let Some(&bad) = argmax.iter().find(|&&i| i >= n_in) {
-        return Err(TensorError::InvalidArgument {
-            op: "max_pool2d_backward",
-            message: format!("argmax index {bad} is out of bounds for input shape {input_shape:?}"),
-        });
-    }
-    let mut dx = vec![0.0f32; n_in];
-    let gsrc = grad_out.to_contiguous();
-    for (&i, &g) in argmax.iter().zip(gsrc.as_slice().expect("contiguous")) {
-        dx[i] += g;
-    }
-    Ok(Tensor::from_parts(dx, input_shape))
 }
 
 /// Average pooling over the window positions inside the input (as Keras/TF: padding is not
@@ -241,14 +376,18 @@ mod tests {
     #[test]
     fn padding_never_wins_and_backward_routes_to_argmax() {
         let x = Tensor::full(&[1, 3, 3, 2], -5.0);
-        let (y, arg) = max_pool2d(&x, (2, 2), (2, 2), Padding::Same).unwrap();
+        let y = max_pool2d(&x, (2, 2), (2, 2), Padding::Same).unwrap();
         assert_eq!(y.to_vec(), vec![-5.0; 8]);
         // the first channel-0 element of each window, channel 1 next to it
-        assert_eq!(arg, vec![0, 1, 4, 5, 12, 13, 16, 17]);
-        let dx = max_pool2d_backward(&Tensor::ones(&[1, 2, 2, 2]), &arg, x.shape()).unwrap();
+        let back =
+            |g: &Tensor, y: &Tensor| max_pool2d_backward(g, &x, y, (2, 2), (2, 2), Padding::Same);
+        let dx = back(&Tensor::ones(&[1, 2, 2, 2]), &y).unwrap();
+        // the first element of each window (channels 0 and 1) gets the gradient
+        let hits: Vec<usize> = (0..18).filter(|&i| dx.to_vec()[i] == 1.0).collect();
+        assert_eq!(hits, vec![0, 1, 4, 5, 12, 13, 16, 17]);
         assert_eq!(dx.sum_all(), 8.0);
-        assert!(max_pool2d_backward(&Tensor::ones(&[3]), &arg, x.shape()).is_err());
-        assert!(max_pool2d_backward(&Tensor::ones(&[1]), &[18], x.shape()).is_err());
+        assert!(back(&Tensor::ones(&[3]), &y).is_err());
+        assert!(back(&Tensor::ones(&[1, 2, 2, 2]), &Tensor::ones(&[1, 2, 2, 1])).is_err());
         assert!(max_pool2d(&Tensor::ones(&[3, 3]), (2, 2), (2, 2), Padding::Same).is_err());
     }
 }

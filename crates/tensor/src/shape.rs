@@ -41,9 +41,9 @@ impl Tensor {
                 got: self.len(),
             });
         }
-        let src = self.to_contiguous();
-        let data = src
-            .data
+        let data = self
+            .to_contiguous()
+            .take_data()
             .into_shape_with_order(IxDyn(shape))
             .expect("a contiguous array of the right length reshapes");
         Ok(Tensor::from(data))

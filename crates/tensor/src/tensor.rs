@@ -28,6 +28,25 @@ pub struct Tensor {
     pub(crate) data: ArcArray<f32, IxDyn>,
 }
 
+impl Drop for Tensor {
+    /// Gives a large buffer to the thread's [pool](crate::buffer) when this is its last holder.
+    fn drop(&mut self) {
+        if self.data.len() < crate::buffer::MIN_POOLED_LEN || !self.data.is_unique() {
+            return;
+        }
+        if let Ok(owned) = self.take_data().try_into_owned_nocopy() {
+            crate::buffer::give(owned.into_raw_vec_and_offset().0);
+        }
+    }
+}
+
+impl Tensor {
+    /// Moves the array out, leaving an empty one (`Tensor` implements `Drop`).
+    pub(crate) fn take_data(&mut self) -> ArcArray<f32, IxDyn> {
+        std::mem::replace(&mut self.data, ArcArray::from_vec(Vec::new()).into_dyn())
+    }
+}
+
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Tensor(shape={:?}, {})", self.shape(), self.data)
@@ -71,7 +90,9 @@ impl Tensor {
 
     /// A tensor of the given shape filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Tensor {
-        Tensor::from(ArrayD::from_elem(IxDyn(shape), value))
+        let mut v = crate::buffer::take(shape.iter().product());
+        v.fill(value);
+        Tensor::from_parts(v, shape)
     }
 
     /// A tensor of zeros.
@@ -200,7 +221,7 @@ impl Tensor {
     /// by this tensor alone (copied if it was shared), so writes never show through other clones.
     pub fn as_slice_mut(&mut self) -> &mut [f32] {
         if !self.data.is_standard_layout() {
-            self.data = self.data.as_standard_layout().into_owned().into_shared();
+            self.data = self.to_contiguous().take_data();
         }
         self.data
             .as_slice_mut()
@@ -251,7 +272,8 @@ impl Tensor {
         if self.is_contiguous() {
             self.clone()
         } else {
-            let mut out = ArrayD::<f32>::zeros(self.data.raw_dim());
+            let v = crate::buffer::take(self.len());
+            let mut out = ArrayD::from_shape_vec(self.data.raw_dim(), v).expect("length matches");
             copy_into(out.view_mut(), self.data.view());
             Tensor::from(out)
         }
@@ -276,17 +298,18 @@ impl Tensor {
     }
 
     /// The underlying array, owned (copied only if the buffer is shared).
-    pub fn into_array(self) -> ArrayD<f32> {
-        self.data.into_owned()
+    pub fn into_array(mut self) -> ArrayD<f32> {
+        self.take_data().into_owned()
     }
 
     /// Applies `f` to every element, giving a new contiguous tensor.
     pub fn map(&self, f: impl Fn(f32) -> f32) -> Tensor {
         match self.data.as_slice() {
-            Some(s) => Tensor::from(
-                ArrayD::from_shape_vec(IxDyn(self.shape()), s.iter().map(|&x| f(x)).collect())
-                    .expect("length matches shape"),
-            ),
+            Some(s) => {
+                let mut v = crate::buffer::take(s.len());
+                v.iter_mut().zip(s).for_each(|(o, &x)| *o = f(x));
+                Tensor::from_parts(v, self.shape())
+            }
             None => Tensor::from(self.data.map(|&x| f(x))),
         }
     }

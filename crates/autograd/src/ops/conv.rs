@@ -58,10 +58,14 @@ impl<'t> Var<'t> {
         strides: (usize, usize),
         padding: Padding,
     ) -> Result<Var<'t>> {
-        let (out, argmax) = gradus_tensor::max_pool2d(self.value(), pool, strides, padding)?;
-        Ok(self.unary("max_pool2d", out, |x, _| {
-            let shape = x.shape().to_vec();
-            move |g: &Tensor| Ok(gradus_tensor::max_pool2d_backward(g, &argmax, &shape)?)
+        let out = gradus_tensor::max_pool2d(self.value(), pool, strides, padding)?;
+        Ok(self.unary("max_pool2d", out, |x, y| {
+            let (x, y) = (x.clone(), y.clone());
+            move |g: &Tensor| {
+                Ok(gradus_tensor::max_pool2d_backward(
+                    g, &x, &y, pool, strides, padding,
+                )?)
+            }
         }))
     }
 

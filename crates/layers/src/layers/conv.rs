@@ -1,7 +1,7 @@
 //! `Conv2D`: 2-D convolution over NHWC inputs, as im2col + one matrix product over the batch.
 
 use gradus_autograd::{Tape, Var, Variable};
-use gradus_tensor::{Conv2dGeometry, Padding, Rng, Tensor, col2im, im2col};
+use gradus_tensor::{Conv2dGeometry, Padding, Rng, Tensor, col2im, conv2d_with, im2col};
 use serde::{Deserialize, Serialize};
 
 use super::dense::{bias_act_rows, column_sums, preactivation_grad, yes, zeros};
@@ -261,7 +261,7 @@ impl Layer for Conv2D {
         } else {
             Activation::Linear
         };
-        let y = conv_op(x, &k, b.as_ref(), fused, geom)?;
+        let y = conv_op(x, &k, b.as_ref(), fused, (geom, self.args.padding))?;
         if act.fusable() { Ok(y) } else { act.apply(&y) }
     }
 
@@ -298,29 +298,29 @@ impl Layer for Conv2D {
     }
 }
 
-/// `act(conv2d(x, k) + b)` as one recorded operation (im2col + one product).
+/// `act(conv2d(x, k) + b)` as one recorded operation: the convolution adds the bias and applies
+/// the activation to each block of output rows while it is in cache.
 fn conv_op<'t>(
     x: &Var<'t>,
     k: &Var<'t>,
     b: Option<&Var<'t>>,
     act: Activation,
-    g: Conv2dGeometry,
+    (g, padding): (Conv2dGeometry, Padding),
 ) -> Result<Var<'t>> {
     let filters = k.shape()[3];
     let patch = g.patch_len();
-    let cols = im2col(x.value(), &g)?;
-    let kmat = k.value().reshape(&[patch, filters])?;
-    let mut z = cols.matmul(&kmat)?;
     let bias = b.map(|b| b.value().to_contiguous());
-    bias_act_rows(
-        z.as_slice_mut(),
-        bias.as_ref().and_then(Tensor::as_slice),
-        act,
-        filters,
-    );
-    let y = z.reshape(&g.output_shape(filters))?;
+    let y = conv2d_with(
+        x.value(),
+        k.value(),
+        (g.stride_h, g.stride_w),
+        padding,
+        |rows| bias_act_rows(rows, bias.as_ref().and_then(Tensor::as_slice), act, filters),
+    )?;
     let inputs: Vec<&Var<'t>> = [x, k].into_iter().chain(b).collect();
     let saved_y = y.clone();
+    let saved_x = x.value().clone();
+    let kmat = k.value().reshape(&[patch, filters])?;
     let kshape = k.shape().to_vec();
     Ok(Var::custom("conv2d", &inputs, y, move |grad, needs| {
         let dz = preactivation_grad(act, &saved_y, grad, filters)?;
@@ -331,6 +331,7 @@ fn conv_op<'t>(
             None
         };
         let dk = if needs[1] {
+            let cols = im2col(&saved_x, &g)?;
             Some(cols.matmul_t(&dz, true, false)?.reshape(&kshape)?)
         } else {
             None

@@ -1,7 +1,7 @@
 //! `Dense`: `y = activation(x @ kernel + bias)`.
 
 use gradus_autograd::{Tape, Var, Variable};
-use gradus_tensor::{Rng, Tensor};
+use gradus_tensor::{Rng, Tensor, parallel};
 use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
@@ -316,21 +316,43 @@ pub(crate) fn preactivation_grad(
         return Ok(g);
     }
     let y = y.to_contiguous();
-    let dz = act.backward_rows(
+    let (ys, gs) = (
         y.as_slice().expect("contiguous"),
         g.as_slice().expect("contiguous"),
-        width,
     );
+    let mut dz = gradus_tensor::buffer::take(gs.len());
+    if width > 0 {
+        let grain = parallel::grain(1 << 14, width);
+        parallel::for_row_blocks(&mut dz, width, grain, |first, block| {
+            let at = first * width;
+            let span = at..at + block.len();
+            act.backward_rows(&ys[span.clone()], &gs[span], width, block);
+        });
+    }
     Ok(Tensor::from_vec(dz, g.shape())?)
 }
 
-/// The column sums of a `[rows, width]` row-major matrix.
+/// The column sums of a `[rows, width]` row-major matrix, summed in fixed blocks of rows (in
+/// parallel) whose partial sums are then added in order: the same bits for any thread count.
 pub(crate) fn column_sums(dz: &[f32], width: usize) -> Vec<f32> {
+    const BLOCK_ROWS: usize = 2048;
     let mut sums = vec![0.0f32; width];
-    if width > 0 {
-        for row in dz.chunks_exact(width) {
-            sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+    if width == 0 {
+        return sums;
+    }
+    let blocks = dz.len().div_ceil(BLOCK_ROWS * width);
+    let mut partials = vec![0.0f32; blocks * width];
+    parallel::for_row_blocks(&mut partials, width, 2, |first, part| {
+        for (b, acc) in part.chunks_exact_mut(width).enumerate() {
+            let start = (first + b) * BLOCK_ROWS * width;
+            let end = dz.len().min(start + BLOCK_ROWS * width);
+            for row in dz[start..end].chunks_exact(width) {
+                acc.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
         }
+    });
+    for part in partials.chunks_exact(width) {
+        sums.iter_mut().zip(part).for_each(|(s, v)| *s += v);
     }
     sums
 }

@@ -1,0 +1,142 @@
+//! The parallel kernels give the same bits for any thread count, and stale pooled buffers never
+//! leak into results.
+//!
+//! Each kernel runs three times on the same inputs: with one thread, with three (more pieces than
+//! this machine may have cores), and with one again after the buffer pool was filled with NaN
+//! buffers of every size the kernels ask for. The three results must be bit-identical, and the
+//! first must agree with a naive reference.
+
+use gradus_tensor::{
+    Padding, Rng, Tensor, buffer, col2im, conv2d, conv2d_with, im2col, max_pool2d,
+    max_pool2d_backward, parallel,
+};
+
+/// Fills this thread's pool with NaN buffers of the given lengths (and a few neighbours).
+fn poison_pool(lens: &[usize]) {
+    buffer::clear();
+    for &len in lens {
+        for l in [len, len + 1, len + len / 3] {
+            if l >= buffer::MIN_POOLED_LEN {
+                drop(Tensor::full(&[l], f32::NAN));
+            }
+        }
+    }
+}
+
+/// `f` with 1 thread, with 3 threads, and with 1 thread over a NaN-poisoned pool: all equal.
+fn same_bits(what: &str, f: impl Fn() -> Vec<Tensor>) -> Vec<Tensor> {
+    parallel::set_num_threads(1);
+    buffer::clear();
+    let one = f();
+    parallel::set_num_threads(3);
+    let three = f();
+    let lens: Vec<usize> = one.iter().map(Tensor::len).collect();
+    poison_pool(&lens);
+    parallel::set_num_threads(1);
+    let poisoned = f();
+    for (i, ((a, b), c)) in one.iter().zip(&three).zip(&poisoned).enumerate() {
+        let bits = |t: &Tensor| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(a), bits(b), "{what} output {i}: 1 vs 3 threads");
+        assert_eq!(
+            bits(a),
+            bits(c),
+            "{what} output {i}: fresh vs poisoned pool"
+        );
+    }
+    one
+}
+
+fn naive_matmul(a: &Tensor, b: &Tensor) -> Vec<f32> {
+    let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+    let (av, bv) = (a.to_vec(), b.to_vec());
+    let mut out = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let s: f64 = (0..k)
+                .map(|p| av[i * k + p] as f64 * bv[p * n + j] as f64)
+                .sum();
+            out[i * n + j] = s as f32;
+        }
+    }
+    out
+}
+
+fn close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: {g} vs {w}"
+        );
+    }
+}
+
+#[test]
+fn matmul_splits_rows_and_columns_without_changing_bits() {
+    let mut rng = Rng::seed_from_u64(7);
+    // Tall (split by rows), wide (split by columns), and a transposed operand.
+    for (m, k, n) in [(203, 97, 61), (37, 130, 290), (128, 784, 128)] {
+        let a = Tensor::rand_uniform(&[m, k], -1.0, 1.0, &mut rng);
+        let b = Tensor::rand_uniform(&[n, k], -1.0, 1.0, &mut rng);
+        let out = same_bits(&format!("matmul {m}x{k}x{n}"), || {
+            vec![a.matmul_t(&b, false, true).unwrap()]
+        });
+        let want = naive_matmul(&a, &b.transpose().unwrap().to_contiguous());
+        close(&out[0].to_vec(), &want, 1e-5, "matmul");
+    }
+}
+
+#[test]
+fn conv_pool_and_unfolding_do_not_depend_on_threads() {
+    let mut rng = Rng::seed_from_u64(11);
+    for (shape, kernel, strides, padding) in [
+        ([9, 28, 28, 1], [3, 3, 1, 32], (1, 1), Padding::Valid),
+        ([5, 13, 11, 3], [3, 3, 3, 20], (2, 1), Padding::Same),
+        ([4, 12, 12, 8], [3, 3, 8, 6], (1, 1), Padding::Same), // patch 72: im2col path
+    ] {
+        let x = Tensor::rand_uniform(&shape, -1.0, 1.0, &mut rng);
+        let k = Tensor::rand_uniform(&kernel, -1.0, 1.0, &mut rng);
+        let what = format!("{shape:?} {kernel:?} {strides:?} {padding:?}");
+        let out = same_bits(&what, || {
+            let y = conv2d_with(&x, &k, strides, padding, |rows| {
+                rows.iter_mut().for_each(|v| *v = v.max(0.0))
+            })
+            .unwrap();
+            let g = gradus_tensor::Conv2dGeometry::new(
+                x.shape(),
+                (kernel[0], kernel[1]),
+                strides,
+                padding,
+            )
+            .unwrap();
+            let cols = im2col(&x, &g).unwrap();
+            let back = col2im(&cols, &g).unwrap();
+            let p = max_pool2d(&y, (2, 2), (2, 2), Padding::Same).unwrap();
+            let up = p.mul_scalar(0.5).add_scalar(0.25);
+            let dp = max_pool2d_backward(&up, &y, &p, (2, 2), (2, 2), Padding::Same).unwrap();
+            let overlapping = max_pool2d(&y, (3, 3), (1, 1), Padding::Valid).unwrap();
+            let d3 = max_pool2d_backward(
+                &overlapping,
+                &y,
+                &overlapping,
+                (3, 3),
+                (1, 1),
+                Padding::Valid,
+            )
+            .unwrap();
+            vec![y, cols, back, p, dp, overlapping, d3]
+        });
+        // The fused ReLU over the plain convolution, and the im2col product.
+        let plain = conv2d(&x, &k, strides, padding).unwrap();
+        let relu = plain.map(|v| v.max(0.0));
+        close(&out[0].to_vec(), &relu.to_vec(), 1e-5, &what);
+        let patch = kernel[0] * kernel[1] * kernel[2];
+        let via_cols = naive_matmul(&out[1], &k.reshape(&[patch, kernel[3]]).unwrap());
+        close(&plain.to_vec(), &via_cols, 1e-5, &what);
+        // Max pooling backward conserves the routed gradient.
+        let routed: f64 = out[4].to_vec().iter().map(|&v| v as f64).sum();
+        let sent: f64 = out[3].to_vec().iter().map(|&v| 0.5 * v as f64 + 0.25).sum();
+        assert!((routed - sent).abs() <= 1e-3 * (1.0 + sent.abs()), "{what}");
+    }
+    parallel::set_num_threads(0);
+}
