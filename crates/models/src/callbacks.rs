@@ -950,3 +950,54 @@ impl Callback for TerminateOnNaN {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(shape: &[usize], data: &str) -> SavedTensor {
+        SavedTensor {
+            shape: shape.to_vec(),
+            data: data.to_string(),
+        }
+    }
+
+    #[test]
+    fn saved_tensors_round_trip_bit_for_bit() {
+        let values = vec![
+            1.5,
+            -0.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::MIN_POSITIVE / 2.0,
+            3.0,
+        ];
+        let t = Tensor::from_vec(values.clone(), &[2, 3]).unwrap();
+        let s = SavedTensor::new(&t);
+        assert_eq!(s.data.len(), 48);
+        assert_eq!(&s.data[..8], "0000c03f", "1.5 little-endian");
+        let back = s.tensor().unwrap();
+        assert_eq!(back.shape(), &[2, 3]);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back.to_vec()), bits(&values));
+    }
+
+    #[test]
+    fn hostile_saved_tensors_are_refused_without_allocating() {
+        // A shape of 2^80 values, with 8 digits: refused before anything is allocated.
+        let e = saved(&[1 << 40, 1 << 40], "0000803f").tensor().unwrap_err();
+        assert!(matches!(e, ModelError::Mismatch { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("[1099511627776, 1099511627776]"),
+            "{e}"
+        );
+        // A shape that fits but more values than digits.
+        assert!(saved(&[1 << 40], "0000803f").tensor().is_err());
+        // Digits that are not hexadecimal, or not ASCII (a character split by the pairs).
+        let e = saved(&[1], "0000x03f").tensor().unwrap_err();
+        assert!(e.to_string().contains("\"x0\""), "{e}");
+        assert!(saved(&[1], "é000803").tensor().is_err());
+        assert!(saved(&[1], "0é00803").tensor().is_err());
+        assert!(saved(&[2], "0000803f").tensor().is_err());
+    }
+}
