@@ -8,11 +8,11 @@ use super::dense::{yes, zeros};
 use crate::activation::Activation;
 use crate::base::{Base, positive, sum_penalties};
 use crate::error::{Result, invalid};
-use crate::fastmath;
 use crate::initializers::Initializer;
 use crate::layer::{Layer, LayerConfig};
 use crate::regularizers::Regularizer;
 
+mod act;
 mod kernel;
 
 #[cfg(target_arch = "x86_64")]
@@ -353,12 +353,13 @@ impl Cell {
         }
     }
 
-    /// Applies the activation in place (one loop per case, so that each vectorizes).
+    /// Applies the activation in place with `k`'s multiply-add (one loop per case, so that each
+    /// vectorizes).
     #[inline(always)]
-    fn apply(self, xs: &mut [f32]) {
+    fn apply<K: Kernel>(self, k: K, xs: &mut [f32]) {
         match self {
-            Cell::Sigmoid => xs.iter_mut().for_each(|x| *x = fastmath::sigmoid(*x)),
-            Cell::Tanh => xs.iter_mut().for_each(|x| *x = fastmath::tanh(*x)),
+            Cell::Sigmoid => xs.iter_mut().for_each(|x| *x = act::sigmoid(k, *x)),
+            Cell::Tanh => xs.iter_mut().for_each(|x| *x = act::tanh(k, *x)),
             Cell::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
             Cell::Linear => {}
         }
@@ -535,9 +536,9 @@ fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
             }
             for (row, zr) in zb.chunks_exact_mut(g4).enumerate() {
                 let prev = (t > 0).then(|| ((t - 1) * bsz + r0 + row) * u);
-                cell((s, a), zr, prev.map(|p| &c[p..p + u]), &mut cn);
+                cell(kern, (s, a), zr, prev.map(|p| &c[p..p + u]), &mut cn);
                 c.extend_from_slice(&cn);
-                a.apply(&mut cn);
+                a.apply(kern, &mut cn);
                 ac.extend_from_slice(&cn);
                 h.extend(zr[3 * u..].iter().zip(&cn).map(|(o, ac)| o * ac));
             }
@@ -550,12 +551,18 @@ fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
 /// [z_i, z_f, z_c, z_o]` in place (giving `i, f, g, o`), sets `cn = f c_prev + i g` (`i g`
 /// without `c_prev`).
 #[inline(always)]
-fn cell((s, a): (Cell, Cell), z: &mut [f32], c_prev: Option<&[f32]>, cn: &mut [f32]) {
+fn cell<K: Kernel>(
+    k: K,
+    (s, a): (Cell, Cell),
+    z: &mut [f32],
+    c_prev: Option<&[f32]>,
+    cn: &mut [f32],
+) {
     let u = cn.len();
     let z = &mut z[..4 * u];
-    s.apply(&mut z[..2 * u]);
-    a.apply(&mut z[2 * u..3 * u]);
-    s.apply(&mut z[3 * u..]);
+    s.apply(k, &mut z[..2 * u]);
+    a.apply(k, &mut z[2 * u..3 * u]);
+    s.apply(k, &mut z[3 * u..]);
     let (i, rest) = z.split_at(u);
     let (f, rest) = rest.split_at(u);
     let g = &rest[..u];

@@ -152,6 +152,9 @@ pub(super) trait Kernel: Copy {
     /// When `rows` is not in `1..=MR`, `out.width > NR`, or an operand does not hold its
     /// matrix (a bug in the caller).
     fn tile(self, rows: usize, parts: &[Part<'_>], init: Init<'_>, out: Out<'_>);
+
+    /// `a b + c`: rounded once with FMA, twice in the portable kernel.
+    fn madd(self, a: f32, b: f32, c: f32) -> f32;
 }
 
 /// The kernel of any CPU: multiplies, then adds, in the order of the parts and of `p`.
@@ -159,6 +162,11 @@ pub(super) trait Kernel: Copy {
 pub(super) struct Portable;
 
 impl Kernel for Portable {
+    #[inline(always)]
+    fn madd(self, a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+
     #[inline(always)]
     fn tile(self, rows: usize, parts: &[Part<'_>], init: Init<'_>, out: Out<'_>) {
         check(rows, parts, init, &out);
@@ -200,6 +208,12 @@ impl Fma {
 
 #[cfg(target_arch = "x86_64")]
 impl Kernel for Fma {
+    #[inline(always)]
+    fn madd(self, a: f32, b: f32, c: f32) -> f32 {
+        // Inlined into the callers compiled for FMA, this is one `vfmadd` (lane by lane).
+        a.mul_add(b, c)
+    }
+
     #[inline(always)]
     fn tile(self, rows: usize, parts: &[Part<'_>], init: Init<'_>, out: Out<'_>) {
         check(rows, parts, init, &out);
@@ -271,19 +285,32 @@ unsafe fn tile_fma<const R: usize>(parts: &[Part<'_>], init: Init<'_>, out: Out<
             }
         }
     }
-    for &(k, a, b) in parts {
-        let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
-        for p in 0..k {
+    // One step of `p`, with the rows of `A` `$rs` apart.
+    macro_rules! step {
+        ($ap:expr, $bp:expr, $p:expr, $a:expr, $b:expr, $rs:expr) => {
             // SAFETY: see above.
             unsafe {
-                let brow = bp.add(p * b.rs);
+                let brow = $bp.add($p * $b.rs);
                 let (b0, b1) = (_mm256_loadu_ps(brow), _mm256_loadu_ps(brow.add(8)));
-                let acol = ap.add(p * a.cs);
+                let acol = $ap.add($p * $a.cs);
                 for r in 0..R {
-                    let av = _mm256_broadcast_ss(&*acol.add(r * a.rs));
+                    let av = _mm256_broadcast_ss(&*acol.add(r * $rs));
                     lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
                     hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
                 }
+            }
+        };
+    }
+    for &(k, a, b) in parts {
+        let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
+        if a.rs == 1 {
+            // Rows adjacent (a packed or transposed `A`): the broadcasts use fixed offsets.
+            for p in 0..k {
+                step!(ap, bp, p, a, b, 1);
+            }
+        } else {
+            for p in 0..k {
+                step!(ap, bp, p, a, b, a.rs);
             }
         }
     }
