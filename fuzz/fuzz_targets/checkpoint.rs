@@ -1,13 +1,16 @@
 //! Fuzzes the checkpoint and config loaders: any bytes given to `Model::load`, `load_into`,
-//! `load_weights`, the optimizer's JSON config and state loaders and a layer's config loader
-//! must give a value or an error, never a panic, an abort or a runaway allocation.
+//! `load_weights`, the callbacks' state loaders, the optimizer's JSON config and state loaders
+//! and a layer's config loader must give a value or an error, never a panic, an abort or a
+//! runaway allocation.
 #![no_main]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use gradus_layers::{Dense, Dropout, LayerConfig, layer_from_config};
-use gradus_models::{Model, Sequential};
+use gradus_models::{
+    Callback, EarlyStopping, Model, ModelCheckpoint, ReduceLROnPlateau, Sequential,
+};
 use gradus_optim::{Optimizer, OptimizerConfig};
 use libfuzzer_sys::fuzz_target;
 
@@ -49,9 +52,14 @@ fuzz_target!(|input: &[u8]| {
     };
     std::fs::write(path, &bytes).expect("the scratch file is writable");
     if let Ok(model) = Model::<Sequential>::load(path) {
-        // What loads must be usable.
+        // What loads must be usable, its callback states included.
         let _ = model.summary_string();
         let _ = model.get_weights();
+        for state in model.callback_states() {
+            let _ = EarlyStopping::new("loss").set_state(state);
+            let _ = ReduceLROnPlateau::new("loss").set_state(state);
+            let _ = ModelCheckpoint::new("unused").set_state(state);
+        }
     }
     let mut model = Model::new(
         Sequential::new()
