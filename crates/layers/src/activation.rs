@@ -161,28 +161,39 @@ impl Activation {
     /// activation, `dz = g f'(z)`, from its output `y` and the output gradient `g` (rows of
     /// `width`), written into `dz` (same length; its old contents are ignored).
     pub(crate) fn backward_rows(&self, y: &[f32], g: &[f32], width: usize, dz: &mut [f32]) {
-        fn map(y: &[f32], g: &[f32], dz: &mut [f32], f: impl Fn(f32, f32) -> f32) {
-            for ((d, &y), &g) in dz.iter_mut().zip(y).zip(g) {
-                *d = f(y, g);
+        // In cache-sized pieces of whole rows: copy `g`, then apply the rule in place.
+        let piece = width.max(1) * (4096 / width.max(1)).max(1);
+        for ((d, g), y) in dz
+            .chunks_mut(piece)
+            .zip(g.chunks(piece))
+            .zip(y.chunks(piece))
+        {
+            d.copy_from_slice(g);
+            self.backward_rows_in_place(y, width, d);
+        }
+    }
+
+    /// [`backward_rows`](Self::backward_rows) in place: `g` holds the output gradient on entry
+    /// and `dz` on return.
+    pub(crate) fn backward_rows_in_place(&self, y: &[f32], width: usize, g: &mut [f32]) {
+        fn map(y: &[f32], g: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+            for (g, &y) in g.iter_mut().zip(y) {
+                *g = f(y, *g);
             }
         }
         match self {
-            Activation::Relu => map(y, g, dz, |y, g| if y > 0.0 { g } else { 0.0 }),
-            Activation::Sigmoid => map(y, g, dz, |y, g| g * y * (1.0 - y)),
-            Activation::Tanh => map(y, g, dz, |y, g| g * (1.0 - y * y)),
+            Activation::Relu => map(y, g, |y, g| if y > 0.0 { g } else { 0.0 }),
+            Activation::Sigmoid => map(y, g, |y, g| g * y * (1.0 - y)),
+            Activation::Tanh => map(y, g, |y, g| g * (1.0 - y * y)),
             Activation::Softmax if width > 0 => {
-                for ((d, g), y) in dz
-                    .chunks_exact_mut(width)
-                    .zip(g.chunks_exact(width))
-                    .zip(y.chunks_exact(width))
-                {
+                for (g, y) in g.chunks_exact_mut(width).zip(y.chunks_exact(width)) {
                     let dot: f32 = g.iter().zip(y).map(|(g, y)| g * y).sum();
-                    for ((d, &g), &y) in d.iter_mut().zip(g).zip(y) {
-                        *d = y * (g - dot);
+                    for (g, &y) in g.iter_mut().zip(y) {
+                        *g = y * (*g - dot);
                     }
                 }
             }
-            _ => dz.copy_from_slice(g),
+            _ => {}
         }
     }
 }

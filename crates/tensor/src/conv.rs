@@ -508,6 +508,28 @@ fn filter_tile<const P: usize, const T: usize>(
     }
 }
 
+/// `dst.copy_from_slice(src)` with fixed-size moves for the lengths of small windows (a `memcpy`
+/// call costs more than the copy there).
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    fn fixed<const N: usize>(dst: &mut [f32], src: &[f32]) {
+        let s: &[f32; N] = src.try_into().expect("N values");
+        let d: &mut [f32; N] = dst.try_into().expect("N values");
+        *d = *s;
+    }
+    match src.len() {
+        1 => dst[0] = src[0],
+        2 => fixed::<2>(dst, src),
+        3 => fixed::<3>(dst, src),
+        4 => fixed::<4>(dst, src),
+        5 => fixed::<5>(dst, src),
+        6 => fixed::<6>(dst, src),
+        8 => fixed::<8>(dst, src),
+        9 => fixed::<9>(dst, src),
+        _ => dst.copy_from_slice(src),
+    }
+}
+
 /// The windows of output image row `(n, oh)`: `out[ow, (kh, kw, c)] = x[n, oh*s_h + kh - pad_top,
 /// ow*s_w + kw - pad_left, c]`, zero on the padding (`out` holds `out_w * patch` values).
 #[inline(always)]
@@ -527,10 +549,7 @@ fn gather_windows(g: &Conv2dGeometry, x: &[f32], n: usize, oh: usize, out: &mut 
             let dst = &mut win[at..at + kwc];
             let start = (ow * g.stride_w).wrapping_sub(g.pad_left);
             if ow * g.stride_w >= g.pad_left && start + g.k_w <= g.in_w {
-                let src = &xrow[start * c..start * c + kwc];
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = v;
-                }
+                copy_short(dst, &xrow[start * c..start * c + kwc]);
             } else {
                 for kw in 0..g.k_w {
                     let d = &mut dst[kw * c..(kw + 1) * c];
@@ -567,6 +586,7 @@ pub fn conv2d_backward_input(
 /// `[k_h, k_w, C, F]`.
 ///
 /// Shapes: input `[N, H, W, C]`, `grad_out` `[N, out_h, out_w, F]`, result `[k_h, k_w, C, F]`.
+/// See [`conv2d_backward_params`] for how it is computed.
 ///
 /// # Errors
 /// [`TensorError::IncompatibleShapes`] when the input or `grad_out` do not fit the geometry.
@@ -575,12 +595,189 @@ pub fn conv2d_backward_kernel(
     grad_out: &Tensor,
     g: &Conv2dGeometry,
 ) -> Result<Tensor> {
+    Ok(conv2d_backward_params(input, grad_out, g)?.0)
+}
+
+/// The gradients of [`conv2d`] plus a bias with respect to the kernel and the bias, in one pass
+/// over `grad_out`: `dk[kh, kw, c, f] = sum_{n, oh, ow} x[n, oh*s_h + kh - pad_top, ow*s_w + kw -
+/// pad_left, c] dy[n, oh, ow, f]` and `db[f] = sum_{n, oh, ow} dy[n, oh, ow, f]`.
+///
+/// Shapes: input `[N, H, W, C]`, `grad_out` `[N, out_h, out_w, F]`; results `[k_h, k_w, C, F]`
+/// and `[F]`.
+///
+/// For windows of at most [`DIRECT_MAX_PATCH`] values each image's sums are accumulated in
+/// registers straight from the input (no unfolded copy), the images in parallel, and the
+/// per-image sums are then added in image order; larger windows use [`im2col`] and one matrix
+/// product. Either way the result does not depend on the thread count.
+///
+/// ```
+/// use gradus_tensor::{conv2d_backward_params, Conv2dGeometry, Padding, Tensor};
+///
+/// let x = Tensor::ones(&[2, 4, 4, 1]);
+/// let g = Conv2dGeometry::new(x.shape(), (3, 3), (1, 1), Padding::Valid)?;
+/// let (dk, db) = conv2d_backward_params(&x, &Tensor::ones(&[2, 2, 2, 5]), &g)?;
+/// assert_eq!(dk.shape(), &[3, 3, 1, 5]);
+/// assert_eq!(dk.to_vec(), vec![8.0; 45]); // 2 images x 4 positions
+/// assert_eq!(db.to_vec(), vec![8.0; 5]);
+/// # Ok::<(), gradus_tensor::TensorError>(())
+/// ```
+///
+/// # Errors
+/// [`TensorError::IncompatibleShapes`] when the input or `grad_out` do not fit the geometry.
+pub fn conv2d_backward_params(
+    input: &Tensor,
+    grad_out: &Tensor,
+    g: &Conv2dGeometry,
+) -> Result<(Tensor, Tensor)> {
+    conv2d_backward_params_with(input, grad_out, g, |_, _| {})
+}
+
+/// [`conv2d_backward_params`] where `prologue(first, rows)` turns each block of `grad_out` rows
+/// into the gradient to use, in place in a scratch copy, just before they are summed: a layer
+/// with a fused activation passes `dz = dy f'(z)` there, so that `dz` is never written out in
+/// full. `rows` holds whole output pixels (`[pixels, F]` row-major) starting at pixel `first`
+/// (counted over the whole batch); `prologue` may be called from several threads at once.
+///
+/// # Errors
+/// As [`conv2d_backward_params`].
+pub fn conv2d_backward_params_with(
+    input: &Tensor,
+    grad_out: &Tensor,
+    g: &Conv2dGeometry,
+    prologue: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Result<(Tensor, Tensor)> {
     let filters = grad_out.shape().last().copied().unwrap_or(0);
     Conv2dGeometry::check("conv2d_backward_kernel", grad_out, &g.output_shape(filters))?;
-    let cols = im2col(input, g)?;
-    let dy = grad_out.reshape(&[g.positions(), filters])?;
-    cols.matmul_t(&dy, true, false)?
-        .reshape(&[g.k_h, g.k_w, g.in_c, filters])
+    Conv2dGeometry::check("conv2d_backward_kernel", input, &g.input_shape())?;
+    let patch = g.patch_len();
+    let kshape = [g.k_h, g.k_w, g.in_c, filters];
+    let dys = grad_out.to_contiguous();
+    let dy = dys.as_slice().expect("contiguous");
+    let per_image = g.out_h * g.out_w * filters;
+    if patch > DIRECT_MAX_PATCH || per_image == 0 || patch == 0 {
+        let cols = im2col(input, g)?;
+        let mut dy2 = dys.reshape(&[g.positions(), filters])?;
+        if filters > 0 {
+            let grain = parallel::grain(1 << 14, filters);
+            parallel::for_row_blocks(dy2.as_slice_mut(), filters, grain, &prologue);
+        }
+        let dk = cols.matmul_t(&dy2, true, false)?.reshape(&kshape)?;
+        let db = dy2.sum_axes(&[0], false)?;
+        return Ok((dk, db));
+    }
+    let src = input.to_contiguous();
+    let x = src.as_slice().expect("contiguous");
+    // One row of `patch * F` kernel sums and `F` bias sums per image.
+    let width = (patch + 1) * filters;
+    let mut partial = vec![0.0f32; g.batch * width];
+    parallel::for_row_blocks(&mut partial, width, 2, |first, block| {
+        let row = g.out_w * filters;
+        let (mut windows, mut dz) = (vec![0.0f32; g.out_w * patch], vec![0.0f32; row]);
+        for (i, sums) in block.chunks_exact_mut(width).enumerate() {
+            let n = first + i;
+            for oh in 0..g.out_h {
+                gather_windows(g, x, n, oh, &mut windows);
+                let at = (n * g.out_h + oh) * row;
+                dz.copy_from_slice(&dy[at..at + row]);
+                prologue(at / filters, &mut dz);
+                kernel_sums_row(&windows, &dz, patch, filters, sums);
+            }
+        }
+    });
+    let mut total = vec![0.0f32; width];
+    for sums in partial.chunks_exact(width) {
+        total.iter_mut().zip(sums).for_each(|(t, s)| *t += s);
+    }
+    let db = total.split_off(patch * filters);
+    Ok((
+        Tensor::from_vec(total, &kshape)?,
+        Tensor::from_vec(db, &[filters])?,
+    ))
+}
+
+/// Adds one output image row to the kernel sums: `sums[t, f] += sum_p win[p, t] dy[p, f]` and the
+/// bias sums `sums[patch, f] += sum_p dy[p, f]`, over the row's pixels `p` in order. On x86-64
+/// with AVX2 the same code runs compiled for 8-lane vectors (no FMA: the same bits either way).
+fn kernel_sums_row(win: &[f32], dy: &[f32], patch: usize, filters: usize, sums: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { kernel_sums_row_avx2(win, dy, patch, filters, sums) };
+    }
+    kernel_sums_row_body(win, dy, patch, filters, sums);
+}
+
+/// [`kernel_sums_row_body`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn kernel_sums_row_avx2(win: &[f32], dy: &[f32], patch: usize, filters: usize, sums: &mut [f32]) {
+    kernel_sums_row_body(win, dy, patch, filters, sums);
+}
+
+/// The body of [`kernel_sums_row`]: tiles of 4 taps (the bias counts as a tap of ones) by 16,
+/// then 8, then 1 filters, each held in registers over the row's pixels.
+#[inline(always)]
+fn kernel_sums_row_body(win: &[f32], dy: &[f32], patch: usize, filters: usize, sums: &mut [f32]) {
+    let mut f0 = 0;
+    while f0 + 16 <= filters {
+        tap_tiles::<16>(win, dy, patch, filters, f0, sums);
+        f0 += 16;
+    }
+    if f0 + 8 <= filters {
+        tap_tiles::<8>(win, dy, patch, filters, f0, sums);
+        f0 += 8;
+    }
+    while f0 < filters {
+        tap_tiles::<1>(win, dy, patch, filters, f0, sums);
+        f0 += 1;
+    }
+}
+
+/// [`kernel_sums_row_body`] for filters `f0..f0 + T`, all taps.
+#[inline(always)]
+fn tap_tiles<const T: usize>(
+    win: &[f32],
+    dy: &[f32],
+    patch: usize,
+    filters: usize,
+    f0: usize,
+    sums: &mut [f32],
+) {
+    let pixels = dy.len() / filters;
+    // Tap `patch` is the bias: a window value of one.
+    let tap = |p: usize, t: usize| if t < patch { win[p * patch + t] } else { 1.0 };
+    let mut t0 = 0;
+    while t0 <= patch {
+        let taps = (patch + 1 - t0).min(4);
+        let mut acc = [[0.0f32; T]; 4];
+        for (q, a) in acc.iter_mut().enumerate().take(taps) {
+            a.copy_from_slice(&sums[(t0 + q) * filters + f0..(t0 + q) * filters + f0 + T]);
+        }
+        for p in 0..pixels {
+            let d: &[f32; T] = dy[p * filters + f0..p * filters + f0 + T]
+                .try_into()
+                .expect("T values");
+            if taps == 4 {
+                for (q, a) in acc.iter_mut().enumerate() {
+                    let w = tap(p, t0 + q);
+                    for l in 0..T {
+                        a[l] += w * d[l];
+                    }
+                }
+            } else {
+                for (q, a) in acc.iter_mut().enumerate().take(taps) {
+                    let w = tap(p, t0 + q);
+                    for l in 0..T {
+                        a[l] += w * d[l];
+                    }
+                }
+            }
+        }
+        for (q, a) in acc.iter().enumerate().take(taps) {
+            sums[(t0 + q) * filters + f0..(t0 + q) * filters + f0 + T].copy_from_slice(a);
+        }
+        t0 += taps;
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@
 //! first must agree with a naive reference.
 
 use gradus_tensor::{
-    Padding, Rng, Tensor, buffer, col2im, conv2d, conv2d_with, im2col, max_pool2d,
-    max_pool2d_backward, parallel,
+    Padding, Rng, Tensor, buffer, col2im, conv2d, conv2d_backward_params, conv2d_with, im2col,
+    max_pool2d, max_pool2d_backward, parallel,
 };
 
 /// Fills this thread's pool with NaN buffers of the given lengths (and a few neighbours).
@@ -124,7 +124,8 @@ fn conv_pool_and_unfolding_do_not_depend_on_threads() {
                 Padding::Valid,
             )
             .unwrap();
-            vec![y, cols, back, p, dp, overlapping, d3]
+            let (dk, db) = conv2d_backward_params(&x, &y, &g).unwrap();
+            vec![y, cols, back, p, dp, overlapping, d3, dk, db]
         });
         // The fused ReLU over the plain convolution, and the im2col product.
         let plain = conv2d(&x, &k, strides, padding).unwrap();
@@ -133,6 +134,17 @@ fn conv_pool_and_unfolding_do_not_depend_on_threads() {
         let patch = kernel[0] * kernel[1] * kernel[2];
         let via_cols = naive_matmul(&out[1], &k.reshape(&[patch, kernel[3]]).unwrap());
         close(&plain.to_vec(), &via_cols, 1e-5, &what);
+        // The kernel and bias gradients against the unfolded product and plain column sums.
+        let (f, y) = (kernel[3], &out[0]);
+        let cols_t = out[1].transpose().unwrap().to_contiguous();
+        let want_dk = naive_matmul(&cols_t, &y.reshape(&[y.len() / f, f]).unwrap());
+        close(&out[7].to_vec(), &want_dk, 1e-4, &what);
+        let want_db = y
+            .reshape(&[y.len() / f, f])
+            .unwrap()
+            .sum_axes(&[0], false)
+            .unwrap();
+        close(&out[8].to_vec(), &want_db.to_vec(), 1e-4, &what);
         // Max pooling backward conserves the routed gradient.
         let routed: f64 = out[4].to_vec().iter().map(|&v| v as f64).sum();
         let sent: f64 = out[3].to_vec().iter().map(|&v| 0.5 * v as f64 + 0.25).sum();

@@ -1,10 +1,13 @@
 //! `Conv2D`: 2-D convolution over NHWC inputs, as im2col + one matrix product over the batch.
 
 use gradus_autograd::{Tape, Var, Variable};
-use gradus_tensor::{Conv2dGeometry, Padding, Rng, Tensor, col2im, conv2d_with, im2col};
+use gradus_tensor::{
+    Conv2dGeometry, Padding, Rng, Tensor, col2im, conv2d_backward_params,
+    conv2d_backward_params_with, conv2d_with,
+};
 use serde::{Deserialize, Serialize};
 
-use super::dense::{bias_act_rows, column_sums, preactivation_grad, yes, zeros};
+use super::dense::{bias_act_rows, preactivation_grad, yes, zeros};
 use crate::activation::Activation;
 use crate::base::{Base, positive, sum_penalties};
 use crate::error::{Result, invalid};
@@ -321,29 +324,37 @@ fn conv_op<'t>(
     let saved_y = y.clone();
     let saved_x = x.value().clone();
     let kmat = k.value().reshape(&[patch, filters])?;
-    let kshape = k.shape().to_vec();
     Ok(Var::custom("conv2d", &inputs, y, move |grad, needs| {
-        let dz = preactivation_grad(act, &saved_y, grad, filters)?;
-        let dz = dz.reshape(&[g.positions(), filters])?;
-        let dx = if needs[0] {
-            Some(col2im(&dz.matmul_t(&kmat, false, true)?, &g)?)
+        let want_db = needs.get(2).copied().unwrap_or(false);
+        let (dx, dz) = if needs[0] {
+            let dz = preactivation_grad(act, &saved_y, grad, filters)?;
+            let dz2 = dz.reshape(&[g.positions(), filters])?;
+            (
+                Some(col2im(&dz2.matmul_t(&kmat, false, true)?, &g)?),
+                Some(dz),
+            )
         } else {
-            None
+            (None, None)
         };
-        let dk = if needs[1] {
-            let cols = im2col(&saved_x, &g)?;
-            Some(cols.matmul_t(&dz, true, false)?.reshape(&kshape)?)
+        let (dk, db) = if !(needs[1] || want_db) {
+            (None, None)
+        } else if let Some(dz) = dz {
+            let (dk, db) = conv2d_backward_params(&saved_x, &dz, &g)?;
+            (needs[1].then_some(dk), want_db.then_some(db))
         } else {
-            None
+            // No input gradient to make: dz = grad f'(z) is formed block by block inside the
+            // kernel sums, never in full.
+            let ys = saved_y.to_contiguous();
+            let y = ys.as_slice().expect("contiguous");
+            let (dk, db) = conv2d_backward_params_with(&saved_x, grad, &g, |first, rows| {
+                let at = first * filters;
+                act.backward_rows_in_place(&y[at..at + rows.len()], filters, rows);
+            })?;
+            (needs[1].then_some(dk), want_db.then_some(db))
         };
         let mut grads = vec![dx, dk];
         if needs.len() > 2 {
-            grads.push(if needs[2] {
-                let sums = column_sums(dz.as_slice().expect("contiguous"), filters);
-                Some(Tensor::from_vec(sums, &[filters])?)
-            } else {
-                None
-            });
+            grads.push(db);
         }
         Ok(grads)
     })?)
