@@ -716,6 +716,9 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
     let mut du = vec![0.0f32; u * g4];
     let mut db = vec![0.0f32; g4];
     let mut dx = wt.map(|_| vec![0.0f32; bsz * steps * d]);
+    if bsz == 0 {
+        return Grads { dx, dw, du, db };
+    }
     for t in (0..steps).rev() {
         std::mem::swap(&mut dz, &mut dz_next);
         for r0 in (0..bsz).step_by(MR) {
@@ -1106,6 +1109,7 @@ mod tests {
     fn kernels_match_an_f64_reference_lstm() {
         let cases = [
             (1, 4, 3, 5, (Cell::Sigmoid, Cell::Tanh)),
+            (0, 2, 3, 5, (Cell::Sigmoid, Cell::Tanh)),
             (3, 5, 2, 7, (Cell::Sigmoid, Cell::Tanh)),
             (7, 3, 17, 9, (Cell::Sigmoid, Cell::Tanh)),
             (13, 2, 4, 16, (Cell::Sigmoid, Cell::Tanh)),
