@@ -3,7 +3,7 @@
 use std::fmt;
 
 use gradus_autograd::{Tape, Var, Variable};
-use gradus_tensor::{Rng, Tensor};
+use gradus_tensor::{Padding, Rng, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -137,7 +137,30 @@ pub trait Layer: Send + Sync + fmt::Debug {
         let _ = state;
         Ok(())
     }
+
+    /// For a max-pooling layer, its window `(pool_size, strides, padding)`, so that a layer
+    /// before it can [fuse](Layer::call_with_next) with it; `None` for every other layer.
+    fn max_pool_window(&self) -> Option<PoolWindow> {
+        None
+    }
+
+    /// This layer then `next` as one fused operation, when this layer has a kernel for the pair
+    /// and the call allows it (`Conv2D` then `MaxPooling2D` on an input that needs no gradient);
+    /// `None` to call them one after the other, which a model then does. The result equals
+    /// `next.call(self.call(x))` (the same values; the gradients up to float rounding).
+    fn call_with_next<'t>(
+        &self,
+        next: &dyn Layer,
+        x: &Var<'t>,
+        training: bool,
+    ) -> Option<Result<Var<'t>>> {
+        let _ = (next, x, training);
+        None
+    }
 }
+
+/// A pooling window: `(pool_size, strides, padding)`.
+pub type PoolWindow = ((usize, usize), (usize, usize), Padding);
 
 impl<L: Layer + ?Sized> Layer for Box<L> {
     fn class_name(&self) -> &'static str {
@@ -175,6 +198,17 @@ impl<L: Layer + ?Sized> Layer for Box<L> {
     }
     fn set_state(&self, state: &Value) -> Result<()> {
         (**self).set_state(state)
+    }
+    fn max_pool_window(&self) -> Option<PoolWindow> {
+        (**self).max_pool_window()
+    }
+    fn call_with_next<'t>(
+        &self,
+        next: &dyn Layer,
+        x: &Var<'t>,
+        training: bool,
+    ) -> Option<Result<Var<'t>>> {
+        (**self).call_with_next(next, x, training)
     }
 }
 

@@ -59,7 +59,6 @@ mod activation;
 mod base;
 mod error;
 mod fastmath;
-mod gemm;
 pub mod initializers;
 mod layer;
 mod layers;
@@ -69,7 +68,7 @@ mod spatial;
 pub use activation::Activation;
 pub use error::{LayerError, Result};
 pub use initializers::{Distribution, FanMode, Initializer};
-pub use layer::{Layer, LayerConfig, LayerExt};
+pub use layer::{Layer, LayerConfig, LayerExt, PoolWindow};
 pub use layers::{
     ActivationLayer, AveragePooling2D, BatchNormalization, Conv2D, Dense, Dropout, Embedding,
     Flatten, Input, LSTM, MaxPooling2D, Reshape, layer_from_config,

@@ -277,8 +277,18 @@ impl Sequential {
 impl Network for Sequential {
     fn call<'t>(&self, x: &Var<'t>, training: bool) -> Result<Var<'t>> {
         let mut out = x.clone();
-        for layer in &self.layers {
+        let mut i = 0;
+        while let Some(layer) = self.layers.get(i) {
+            // A layer may run together with the next one (Conv2D then MaxPooling2D).
+            if let Some(next) = self.layers.get(i + 1)
+                && let Some(fused) = layer.call_with_next(next.as_ref(), &out, training)
+            {
+                out = fused?;
+                i += 2;
+                continue;
+            }
             out = layer.call(&out, training)?;
+            i += 1;
         }
         Ok(out)
     }

@@ -268,7 +268,7 @@ pub fn col2im(cols: &Tensor, g: &Conv2dGeometry) -> Result<Tensor> {
 }
 
 /// Checks a kernel `[k_h, k_w, in_c, filters]` against the geometry; returns `filters`.
-fn check_kernel(op: &'static str, kernel: &Tensor, g: &Conv2dGeometry) -> Result<usize> {
+pub(crate) fn check_kernel(op: &'static str, kernel: &Tensor, g: &Conv2dGeometry) -> Result<usize> {
     match *kernel.shape() {
         [kh, kw, c, f] if (kh, kw, c) == (g.k_h, g.k_w, g.in_c) => Ok(f),
         _ => Err(TensorError::IncompatibleShapes {
@@ -427,32 +427,47 @@ fn direct_rows_body(
     first: usize,
     rows: &mut [f32],
 ) {
-    let patch = g.patch_len();
-    let mut windows = vec![0.0f32; g.out_w * patch];
+    let mut windows = vec![0.0f32; g.out_w * g.patch_len()];
     for (r, row) in rows.chunks_exact_mut(g.out_w * filters).enumerate() {
         let (n, oh) = ((first + r) / g.out_h, (first + r) % g.out_h);
-        gather_windows(g, x, n, oh, &mut windows);
-        let mut p = 0;
-        while p + 4 <= g.out_w {
-            pixel_block::<4>(
-                &windows[p * patch..],
-                patch,
-                k,
-                filters,
-                &mut row[p * filters..],
-            );
-            p += 4;
-        }
-        while p < g.out_w {
-            pixel_block::<1>(
-                &windows[p * patch..],
-                patch,
-                k,
-                filters,
-                &mut row[p * filters..],
-            );
-            p += 1;
-        }
+        conv_row(g, x, k, filters, (n, oh), &mut windows, row);
+    }
+}
+
+/// Output image row `(n, oh)` of a direct convolution into `row` (`out_w * filters` values),
+/// using `windows` (`out_w * patch` values) as scratch.
+#[inline(always)]
+pub(crate) fn conv_row(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    k: &[f32],
+    filters: usize,
+    (n, oh): (usize, usize),
+    windows: &mut [f32],
+    row: &mut [f32],
+) {
+    let patch = g.patch_len();
+    gather_windows(g, x, n, oh, windows);
+    let mut p = 0;
+    while p + 4 <= g.out_w {
+        pixel_block::<4>(
+            &windows[p * patch..],
+            patch,
+            k,
+            filters,
+            &mut row[p * filters..],
+        );
+        p += 4;
+    }
+    while p < g.out_w {
+        pixel_block::<1>(
+            &windows[p * patch..],
+            patch,
+            k,
+            filters,
+            &mut row[p * filters..],
+        );
+        p += 1;
     }
 }
 
@@ -533,7 +548,7 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
 /// The windows of output image row `(n, oh)`: `out[ow, (kh, kw, c)] = x[n, oh*s_h + kh - pad_top,
 /// ow*s_w + kw - pad_left, c]`, zero on the padding (`out` holds `out_w * patch` values).
 #[inline(always)]
-fn gather_windows(g: &Conv2dGeometry, x: &[f32], n: usize, oh: usize, out: &mut [f32]) {
+pub(crate) fn gather_windows(g: &Conv2dGeometry, x: &[f32], n: usize, oh: usize, out: &mut [f32]) {
     let (c, patch) = (g.in_c, g.patch_len());
     let kwc = g.k_w * c;
     for kh in 0..g.k_h {
@@ -698,7 +713,13 @@ pub fn conv2d_backward_params_with(
 /// Adds one output image row to the kernel sums: `sums[t, f] += sum_p win[p, t] dy[p, f]` and the
 /// bias sums `sums[patch, f] += sum_p dy[p, f]`, over the row's pixels `p` in order. On x86-64
 /// with AVX2 the same code runs compiled for 8-lane vectors (no FMA: the same bits either way).
-fn kernel_sums_row(win: &[f32], dy: &[f32], patch: usize, filters: usize, sums: &mut [f32]) {
+pub(crate) fn kernel_sums_row(
+    win: &[f32],
+    dy: &[f32],
+    patch: usize,
+    filters: usize,
+    sums: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked just above.

@@ -68,6 +68,7 @@ pub mod buffer;
 mod conv;
 mod elementwise;
 mod error;
+mod fused;
 mod linalg;
 pub mod parallel;
 mod pool;
@@ -85,6 +86,7 @@ pub use conv::{
 };
 pub use elementwise::erf;
 pub use error::{Result, TensorError};
+pub use fused::{FUSED_MAX_POOL_WINDOW, conv2d_max_pool_backward_params, conv2d_max_pool_with};
 pub use linalg::gemm;
 pub use pool::{avg_pool2d, avg_pool2d_backward, max_pool2d, max_pool2d_backward};
 pub use rng::Rng;

@@ -152,3 +152,68 @@ fn conv_pool_and_unfolding_do_not_depend_on_threads() {
     }
     parallel::set_num_threads(0);
 }
+
+#[test]
+fn fused_conv_pool_matches_the_separate_kernels() {
+    use gradus_tensor::{
+        Conv2dGeometry, conv2d_backward_params, conv2d_max_pool_backward_params,
+        conv2d_max_pool_with,
+    };
+    let mut rng = Rng::seed_from_u64(5);
+    let relu = |rows: &mut [f32]| rows.iter_mut().for_each(|v| *v = v.max(0.0));
+    for (shape, kernel, (pool, pstrides, ppad), exact) in [
+        // Non-overlapping windows tiling the output: the same bits as the separate kernels.
+        (
+            [6, 28, 28, 1],
+            [3, 3, 1, 32],
+            ((2, 2), (2, 2), Padding::Valid),
+            true,
+        ),
+        // An uncovered last row and column, padding, overlapping windows: the same values.
+        (
+            [3, 12, 11, 2],
+            [3, 2, 2, 9],
+            ((2, 2), (2, 2), Padding::Valid),
+            true,
+        ),
+        (
+            [3, 12, 11, 2],
+            [3, 2, 2, 9],
+            ((3, 3), (2, 1), Padding::Same),
+            false,
+        ),
+    ] {
+        let x = Tensor::rand_uniform(&shape, -1.0, 1.0, &mut rng);
+        let k = Tensor::rand_uniform(&kernel, -1.0, 1.0, &mut rng);
+        let what = format!("{shape:?} {kernel:?} pool {pool:?} {pstrides:?} {ppad:?}");
+        let conv =
+            Conv2dGeometry::new(&shape, (kernel[0], kernel[1]), (1, 1), Padding::Valid).unwrap();
+        let conv_out = conv.output_shape(kernel[3]);
+        let pg = Conv2dGeometry::new(&conv_out, pool, pstrides, ppad).unwrap();
+        let out = same_bits(&what, || {
+            let (y, winners) = conv2d_max_pool_with(&x, &k, &conv, &pg, relu).unwrap();
+            let dz = y.mul_scalar(0.5).add_scalar(-0.125);
+            let (dk, db) = conv2d_max_pool_backward_params(&x, &dz, &winners, &conv, &pg).unwrap();
+            let w = Tensor::from_vec(winners.iter().map(|&w| f32::from(w)).collect(), y.shape());
+            vec![y, w.unwrap(), dz, dk, db]
+        });
+        // Forward: exactly the separate convolution and pooling.
+        let full = conv2d_with(&x, &k, (1, 1), Padding::Valid, relu).unwrap();
+        let pooled = max_pool2d(&full, pool, pstrides, ppad).unwrap();
+        assert_eq!(out[0].to_vec(), pooled.to_vec(), "{what}");
+        // Backward: the separate pooling backward, then the kernel sums of the full gradient.
+        let dfull = max_pool2d_backward(&out[2], &full, &pooled, pool, pstrides, ppad).unwrap();
+        let (dk, db) = conv2d_backward_params(&x, &dfull, &conv).unwrap();
+        if exact {
+            assert_eq!(out[3].to_vec(), dk.to_vec(), "dk {what}");
+            assert_eq!(out[4].to_vec(), db.to_vec(), "db {what}");
+        } else {
+            close(&out[3].to_vec(), &dk.to_vec(), 1e-5, &format!("dk {what}"));
+            close(&out[4].to_vec(), &db.to_vec(), 1e-5, &format!("db {what}"));
+        }
+        // Hostile winners are refused.
+        let bad = vec![200u8; out[2].len()];
+        assert!(conv2d_max_pool_backward_params(&x, &out[2], &bad, &conv, &pg).is_err());
+    }
+    parallel::set_num_threads(0);
+}

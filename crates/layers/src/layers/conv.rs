@@ -2,8 +2,9 @@
 
 use gradus_autograd::{Tape, Var, Variable};
 use gradus_tensor::{
-    Conv2dGeometry, Padding, Rng, Tensor, col2im, conv2d_backward_params,
-    conv2d_backward_params_with, conv2d_with,
+    Conv2dGeometry, DIRECT_MAX_PATCH, FUSED_MAX_POOL_WINDOW, Padding, Rng, Tensor, col2im,
+    conv2d_backward_params, conv2d_backward_params_with, conv2d_max_pool_backward_params,
+    conv2d_max_pool_with, conv2d_with,
 };
 use serde::{Deserialize, Serialize};
 
@@ -268,6 +269,37 @@ impl Layer for Conv2D {
         if act.fusable() { Ok(y) } else { act.apply(&y) }
     }
 
+    fn call_with_next<'t>(
+        &self,
+        next: &dyn Layer,
+        x: &Var<'t>,
+        _training: bool,
+    ) -> Option<Result<Var<'t>>> {
+        // Fused only where nothing needs the full convolution output: no input gradient, and an
+        // elementwise activation whose derivative the pooled values give.
+        let (pool, strides, padding) = next.max_pool_window()?;
+        let act = self.args.activation;
+        if x.is_tracked() || !act.fusable() || act == Activation::Softmax {
+            return None;
+        }
+        let built = self.base.input_shape.as_deref()?;
+        let filters = self.args.filters;
+        let shape = x.shape();
+        if shape.len() != 4 || shape[3] != built[2] || next.built_input_shape()?.get(2)? != &filters
+        {
+            return None; // the separate calls report the error
+        }
+        let conv = self.geometry(shape).ok()?;
+        let pooling =
+            Conv2dGeometry::new(&conv.output_shape(filters), pool, strides, padding).ok()?;
+        if conv.patch_len() > DIRECT_MAX_PATCH || pool.0 * pool.1 > FUSED_MAX_POOL_WINDOW {
+            return None;
+        }
+        let k = x.param(self.kernel.as_ref()?);
+        let b = self.bias.as_ref().map(|b| x.param(b));
+        Some(conv_pool_op(x, &k, b.as_ref(), act, (conv, pooling)))
+    }
+
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         let &[h, w, c] = input_shape else {
             return Err(self
@@ -358,4 +390,37 @@ fn conv_op<'t>(
         }
         Ok(grads)
     })?)
+}
+
+/// `max_pool2d(act(conv2d(x, k) + b))` as one recorded operation (see
+/// [`conv2d_max_pool_with`]): for inputs that need no gradient, with an elementwise activation.
+fn conv_pool_op<'t>(
+    x: &Var<'t>,
+    k: &Var<'t>,
+    b: Option<&Var<'t>>,
+    act: Activation,
+    (conv, pool): (Conv2dGeometry, Conv2dGeometry),
+) -> Result<Var<'t>> {
+    let filters = k.shape()[3];
+    let bias = b.map(|b| b.value().to_contiguous());
+    let (y, winners) = conv2d_max_pool_with(x.value(), k.value(), &conv, &pool, |row| {
+        bias_act_rows(row, bias.as_ref().and_then(Tensor::as_slice), act, filters)
+    })?;
+    let inputs: Vec<&Var<'t>> = [x, k].into_iter().chain(b).collect();
+    let (saved_x, saved_y) = (x.value().clone(), y.clone());
+    Ok(Var::custom(
+        "conv2d_max_pool",
+        &inputs,
+        y,
+        move |grad, needs| {
+            // A winner's convolution output is its pooled value, so f'(z) there comes from it.
+            let dz = preactivation_grad(act, &saved_y, grad, filters)?;
+            let (dk, db) = conv2d_max_pool_backward_params(&saved_x, &dz, &winners, &conv, &pool)?;
+            let mut grads = vec![None, needs[1].then_some(dk)];
+            if needs.len() > 2 {
+                grads.push(needs[2].then_some(db));
+            }
+            Ok(grads)
+        },
+    )?)
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::Base;
 use crate::error::{Result, invalid};
-use crate::layer::{Layer, LayerConfig};
+use crate::layer::{Layer, LayerConfig, PoolWindow};
 use crate::spatial::{IntoPadding, Size2, padding_serde, valid};
 
 fn two() -> Size2 {
@@ -195,6 +195,11 @@ macro_rules! pooling_layer {
             }
             fn call<'t>(&self, x: &Var<'t>, _training: bool) -> Result<Var<'t>> {
                 self.pool.call(x)
+            }
+            fn max_pool_window(&self) -> Option<PoolWindow> {
+                let a = &self.pool.args;
+                (self.pool.kind == Kind::Max)
+                    .then(|| (a.pool_size.pair(), self.pool.strides().pair(), a.padding))
             }
             fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
                 self.pool.output_shape(input_shape)

@@ -1,0 +1,425 @@
+//! A convolution followed by max pooling as one kernel: the convolution's output is made a few
+//! rows at a time, pooled while in cache, and never stored whole.
+//!
+//! On `Conv2D(32, 3x3) -> MaxPooling2D(2)` over a batch of 128 MNIST images the convolution's
+//! output is 11 MB; made and then pooled by separate kernels it is written once and read three
+//! times per training step (pooling, its backward, the activation's backward), which bounds the
+//! step by memory traffic. Here each pooled row is made from the convolution rows under its
+//! windows, computed into a small scratch, and only the pooled values and the winners' window
+//! offsets (one byte each) are kept. The backward rebuilds the convolution gradient of those
+//! rows, zero except at the winners, again in scratch, and sums the kernel and bias gradients
+//! from it.
+
+use crate::buffer::take;
+use crate::conv::{
+    Conv2dGeometry, DIRECT_MAX_PATCH, Pool2dGeometry, check_kernel, conv_row, gather_windows,
+    kernel_sums_row,
+};
+use crate::error::{Result, TensorError};
+use crate::parallel;
+use crate::tensor::Tensor;
+
+/// The largest pooling window (`k_h * k_w` positions) [`conv2d_max_pool_with`] handles: the
+/// winners are stored as one byte each.
+pub const FUSED_MAX_POOL_WINDOW: usize = 256;
+
+/// Checks that the fused kernels apply to this convolution and pooling; returns `filters`.
+fn check_fused(
+    op: &'static str,
+    input: &Tensor,
+    kernel: &Tensor,
+    conv: &Conv2dGeometry,
+    pool: &Pool2dGeometry,
+) -> Result<usize> {
+    Conv2dGeometry::check(op, input, &conv.input_shape())?;
+    let filters = check_kernel(op, kernel, conv)?;
+    if pool.input_shape() != conv.output_shape(filters) {
+        return Err(TensorError::IncompatibleShapes {
+            op,
+            lhs: pool.input_shape().to_vec(),
+            rhs: conv.output_shape(filters).to_vec(),
+            reason: "the pooling input (first) must be the convolution output (second)".into(),
+        });
+    }
+    if conv.patch_len() > DIRECT_MAX_PATCH || pool.k_h * pool.k_w > FUSED_MAX_POOL_WINDOW {
+        return Err(TensorError::InvalidArgument {
+            op,
+            message: format!(
+                "expected a window of at most {DIRECT_MAX_PATCH} values and a pool of at most \
+                 {FUSED_MAX_POOL_WINDOW} positions, got {} and {}",
+                conv.patch_len(),
+                pool.k_h * pool.k_w
+            ),
+        });
+    }
+    Ok(filters)
+}
+
+/// `max_pool2d(epilogue(conv2d(input, kernel)))` in one pass, and for each pooled element the
+/// offset `kh * pool_w + kw` of its winner in its window (the first maximum; a NaN wins only from
+/// the first position, as [`max_pool2d`](crate::max_pool2d)).
+///
+/// Shapes: input `[N, H, W, C]`, kernel `[k_h, k_w, C, F]`; `conv` is the convolution's
+/// geometry and `pool` the pooling's over the convolution output `[N, out_h, out_w, F]`; the
+/// result is `[N, pool.out_h, pool.out_w, F]` with one winner per element. `epilogue` (a bias and
+/// an activation) runs on each convolution row of `out_w * F` values before it is pooled. Pooled
+/// rows run in parallel; the values are those of [`conv2d_with`](crate::conv2d_with) then
+/// [`max_pool2d`](crate::max_pool2d), bit for bit.
+///
+/// ```
+/// use gradus_tensor::{Conv2dGeometry, Padding, Tensor, conv2d_max_pool_with};
+///
+/// let x = Tensor::arange(0.0, 16.0, 1.0)?.reshape(&[1, 4, 4, 1])?;
+/// let k = Tensor::ones(&[1, 1, 1, 1]);
+/// let conv = Conv2dGeometry::new(x.shape(), (1, 1), (1, 1), Padding::Valid)?;
+/// let pool = Conv2dGeometry::new(&[1, 4, 4, 1], (2, 2), (2, 2), Padding::Valid)?;
+/// let (y, winners) = conv2d_max_pool_with(&x, &k, &conv, &pool, |_| {})?;
+/// assert_eq!(y.to_vec(), vec![5.0, 7.0, 13.0, 15.0]);
+/// assert_eq!(winners, vec![3, 3, 3, 3]); // bottom right of each window
+/// # Ok::<(), gradus_tensor::TensorError>(())
+/// ```
+///
+/// # Errors
+/// [`TensorError::IncompatibleShapes`] when the input, kernel or pooling do not fit the
+/// geometries; [`TensorError::InvalidArgument`] for a convolution window of more than
+/// [`DIRECT_MAX_PATCH`] values or a pool of more than [`FUSED_MAX_POOL_WINDOW`] positions.
+pub fn conv2d_max_pool_with(
+    input: &Tensor,
+    kernel: &Tensor,
+    conv: &Conv2dGeometry,
+    pool: &Pool2dGeometry,
+    epilogue: impl Fn(&mut [f32]) + Sync + Send,
+) -> Result<(Tensor, Vec<u8>)> {
+    let filters = check_fused("conv2d_max_pool", input, kernel, conv, pool)?;
+    let (xs, ks) = (input.to_contiguous(), kernel.to_contiguous());
+    let (x, k) = (
+        xs.as_slice().expect("contiguous"),
+        ks.as_slice().expect("contiguous"),
+    );
+    let n_out = pool.positions() * filters;
+    let mut out = take(n_out);
+    let mut winners = vec![0u8; n_out];
+    let row_len = pool.out_w * filters;
+    if row_len > 0 {
+        let mut rows: Vec<(&mut [f32], &mut [u8])> = out
+            .chunks_mut(row_len)
+            .zip(winners.chunks_mut(row_len))
+            .collect();
+        let work = conv.out_w * filters * conv.patch_len() * pool.k_h;
+        let grain = parallel::grain(1 << 15, work);
+        parallel::for_row_blocks(&mut rows, 1, grain, |first, block| {
+            let conv_row_len = conv.out_w * filters;
+            let mut scratch = vec![0.0f32; pool.k_h * conv_row_len];
+            let mut windows = vec![0.0f32; conv.out_w * conv.patch_len()];
+            let mut slot = vec![0.0f32; filters];
+            for (r, (o_row, w_row)) in block.iter_mut().enumerate() {
+                let (n, ph) = ((first + r) / pool.out_h, (first + r) % pool.out_h);
+                for kh in 0..pool.k_h {
+                    if let Some(oh) = pool.input_row(ph, kh) {
+                        let row = &mut scratch[kh * conv_row_len..(kh + 1) * conv_row_len];
+                        conv_row_dispatch(conv, x, k, filters, (n, oh), &mut windows, row);
+                        epilogue(row);
+                    }
+                }
+                pool_row_dispatch(pool, &scratch, filters, ph, (o_row, w_row), &mut slot);
+            }
+        });
+    }
+    Ok((
+        Tensor::from_parts(out, &pool.output_shape(filters)),
+        winners,
+    ))
+}
+
+/// [`conv_row`], compiled for AVX2 on x86-64 CPUs that have it (no FMA: the same bits).
+fn conv_row_dispatch(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    k: &[f32],
+    filters: usize,
+    at: (usize, usize),
+    windows: &mut [f32],
+    row: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { conv_row_avx2(g, x, k, filters, at, windows, row) };
+    }
+    conv_row(g, x, k, filters, at, windows, row);
+}
+
+/// [`conv_row`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn conv_row_avx2(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    k: &[f32],
+    filters: usize,
+    at: (usize, usize),
+    windows: &mut [f32],
+    row: &mut [f32],
+) {
+    conv_row(g, x, k, filters, at, windows, row);
+}
+
+/// [`pool_row`], compiled for AVX2 on x86-64 CPUs that have it (selects only: the same bits).
+fn pool_row_dispatch(
+    pool: &Pool2dGeometry,
+    scratch: &[f32],
+    filters: usize,
+    ph: usize,
+    out: (&mut [f32], &mut [u8]),
+    slot: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { pool_row_avx2(pool, scratch, filters, ph, out, slot) };
+    }
+    pool_row(pool, scratch, filters, ph, out, slot);
+}
+
+/// [`pool_row`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn pool_row_avx2(
+    pool: &Pool2dGeometry,
+    scratch: &[f32],
+    filters: usize,
+    ph: usize,
+    out: (&mut [f32], &mut [u8]),
+    slot: &mut [f32],
+) {
+    pool_row(pool, scratch, filters, ph, out, slot);
+}
+
+/// Pools pooled row `ph` from the convolution rows in `scratch` (row `kh` of the window at
+/// `kh * out_w * F`), recording each winner's window offset. `slot` is `F` values of scratch: the
+/// offsets are tracked as floats next to the maxima so that the selects vectorize.
+#[inline(always)]
+fn pool_row(
+    pool: &Pool2dGeometry,
+    scratch: &[f32],
+    filters: usize,
+    ph: usize,
+    (out, winners): (&mut [f32], &mut [u8]),
+    slot: &mut [f32],
+) {
+    let conv_row_len = pool.in_w * filters;
+    let _ = slot;
+    let mut positions: Vec<(usize, f32)> = Vec::with_capacity(pool.k_h * pool.k_w);
+    for pw in 0..pool.out_w {
+        // The window's positions inside the convolution output, in window order.
+        positions.clear();
+        for kh in 0..pool.k_h {
+            if pool.input_row(ph, kh).is_none() {
+                continue;
+            }
+            for kw in 0..pool.k_w {
+                if let Some(ow) = pool.input_col(pw, kw) {
+                    let s = (kh * pool.k_w + kw) as f32;
+                    positions.push((kh * conv_row_len + ow * filters, s));
+                }
+            }
+        }
+        let Some((&(first, s0), rest)) = positions.split_first() else {
+            continue; // every window overlaps the input
+        };
+        let best = &mut out[pw * filters..(pw + 1) * filters];
+        let won = &mut winners[pw * filters..(pw + 1) * filters];
+        // Eight channels at a time, all window positions in registers, stored once.
+        let mut f = 0;
+        while f + 8 <= filters {
+            let mut b: [f32; 8] = scratch[first + f..first + f + 8].try_into().expect("8");
+            let mut sl = [s0; 8];
+            for &(at, s) in rest {
+                let v: &[f32; 8] = scratch[at + f..at + f + 8].try_into().expect("8");
+                for l in 0..8 {
+                    let wins = v[l] > b[l];
+                    b[l] = if wins { v[l] } else { b[l] };
+                    sl[l] = if wins { s } else { sl[l] };
+                }
+            }
+            best[f..f + 8].copy_from_slice(&b);
+            for l in 0..8 {
+                won[f + l] = sl[l] as u8;
+            }
+            f += 8;
+        }
+        for f in f..filters {
+            let (mut b, mut sl) = (scratch[first + f], s0);
+            for &(at, s) in rest {
+                if scratch[at + f] > b {
+                    (b, sl) = (scratch[at + f], s);
+                }
+            }
+            best[f] = b;
+            won[f] = sl as u8;
+        }
+    }
+}
+
+/// The kernel and bias gradients of [`conv2d_max_pool_with`]: `dz` is the gradient with respect
+/// to the pooled convolution output **before** the pooling, already multiplied by the
+/// activation's derivative at the winners (which a layer computes from the pooled values, since
+/// a winner's value is its window's maximum). Returns `dk` `[k_h, k_w, C, F]` and `db` `[F]`,
+/// the sums over every winner of `window * dz` and `dz`.
+///
+/// Shapes: `dz` `[N, pool.out_h, pool.out_w, F]`, `winners` one per element of `dz`. Images
+/// run in parallel and their sums are added in image order: the result does not depend on the
+/// thread count.
+///
+/// # Errors
+/// As [`conv2d_max_pool_with`]; [`TensorError::IncompatibleShapes`] when `dz` or `winners` do
+/// not have the pooled size, [`TensorError::InvalidArgument`] for a winner offset outside its
+/// window.
+pub fn conv2d_max_pool_backward_params(
+    input: &Tensor,
+    dz: &Tensor,
+    winners: &[u8],
+    conv: &Conv2dGeometry,
+    pool: &Pool2dGeometry,
+) -> Result<(Tensor, Tensor)> {
+    let filters = dz.shape().last().copied().unwrap_or(0);
+    let op = "conv2d_max_pool_backward";
+    Conv2dGeometry::check(op, dz, &pool.output_shape(filters))?;
+    Conv2dGeometry::check(op, input, &conv.input_shape())?;
+    if winners.len() != dz.len() {
+        return Err(TensorError::InvalidArgument {
+            op,
+            message: format!("expected {} winners, got {}", dz.len(), winners.len()),
+        });
+    }
+    let window = pool.k_h * pool.k_w;
+    if let Some(&bad) = winners.iter().find(|&&w| usize::from(w) >= window) {
+        return Err(TensorError::InvalidArgument {
+            op,
+            message: format!("winner offset {bad} is outside a pool window of {window}"),
+        });
+    }
+    let patch = conv.patch_len();
+    let kshape = [conv.k_h, conv.k_w, conv.in_c, filters];
+    let (xs, ds) = (input.to_contiguous(), dz.to_contiguous());
+    let (x, d) = (
+        xs.as_slice().expect("contiguous"),
+        ds.as_slice().expect("contiguous"),
+    );
+    let width = (patch + 1) * filters;
+    let mut partial = vec![0.0f32; conv.batch * width];
+    let pooled_row = pool.out_w * filters;
+    if pooled_row > 0 && patch > 0 {
+        parallel::for_row_blocks(&mut partial, width, 2, |first, block| {
+            let mut scratch = vec![0.0f32; pool.k_h * conv.out_w * filters];
+            let mut windows = vec![0.0f32; conv.out_w * patch];
+            for (i, sums) in block.chunks_exact_mut(width).enumerate() {
+                let n = first + i;
+                let at = n * pool.out_h * pooled_row;
+                let span = at..at + pool.out_h * pooled_row;
+                let image = (&d[span.clone()], &winners[span]);
+                image_sums(conv, pool, x, n, image, (&mut scratch, &mut windows), sums);
+            }
+        });
+    }
+    let mut total = vec![0.0f32; width];
+    for sums in partial.chunks_exact(width) {
+        total.iter_mut().zip(sums).for_each(|(t, s)| *t += s);
+    }
+    let db = total.split_off(patch * filters);
+    Ok((
+        Tensor::from_vec(total, &kshape)?,
+        Tensor::from_vec(db, &[filters])?,
+    ))
+}
+
+/// One image of [`conv2d_max_pool_backward_params`]: adds its kernel and bias sums to `sums`.
+/// `dz` and `winners` are the image's pooled gradient and winners; `scratch` holds `pool.k_h`
+/// convolution rows and `windows` one row of windows. Compiled for AVX2 where available (no
+/// FMA: the same bits).
+fn image_sums(
+    conv: &Conv2dGeometry,
+    pool: &Pool2dGeometry,
+    x: &[f32],
+    n: usize,
+    image: (&[f32], &[u8]),
+    bufs: (&mut [f32], &mut [f32]),
+    sums: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { image_sums_avx2(conv, pool, x, n, image, bufs, sums) };
+    }
+    image_sums_body(conv, pool, x, n, image, bufs, sums);
+}
+
+/// [`image_sums_body`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn image_sums_avx2(
+    conv: &Conv2dGeometry,
+    pool: &Pool2dGeometry,
+    x: &[f32],
+    n: usize,
+    image: (&[f32], &[u8]),
+    bufs: (&mut [f32], &mut [f32]),
+    sums: &mut [f32],
+) {
+    image_sums_body(conv, pool, x, n, image, bufs, sums);
+}
+
+/// The body of [`image_sums`]: per pooled row, scatter the gradient to its winners in the
+/// convolution rows under the windows (window position by window position, all channels at
+/// once), then add those rows' kernel sums.
+#[inline(always)]
+fn image_sums_body(
+    conv: &Conv2dGeometry,
+    pool: &Pool2dGeometry,
+    x: &[f32],
+    n: usize,
+    (dz, winners): (&[f32], &[u8]),
+    (scratch, windows): (&mut [f32], &mut [f32]),
+    sums: &mut [f32],
+) {
+    let filters = pool.in_c;
+    let (patch, conv_row_len, pooled_row) =
+        (conv.patch_len(), conv.out_w * filters, pool.out_w * filters);
+    for ph in 0..pool.out_h {
+        scratch.fill(0.0);
+        let (dr, wr) = (
+            &dz[ph * pooled_row..(ph + 1) * pooled_row],
+            &winners[ph * pooled_row..(ph + 1) * pooled_row],
+        );
+        for pw in 0..pool.out_w {
+            let (d, w) = (
+                &dr[pw * filters..(pw + 1) * filters],
+                &wr[pw * filters..(pw + 1) * filters],
+            );
+            for kh in 0..pool.k_h {
+                if pool.input_row(ph, kh).is_none() {
+                    continue;
+                }
+                for kw in 0..pool.k_w {
+                    let Some(ow) = pool.input_col(pw, kw) else {
+                        continue;
+                    };
+                    let q = (kh * pool.k_w + kw) as u32;
+                    let at = kh * conv_row_len + ow * filters;
+                    let row = &mut scratch[at..at + filters];
+                    for f in 0..filters {
+                        let hit = u32::from(u32::from(w[f]) == q).wrapping_neg();
+                        row[f] += f32::from_bits(d[f].to_bits() & hit);
+                    }
+                }
+            }
+        }
+        for kh in 0..pool.k_h {
+            if let Some(oh) = pool.input_row(ph, kh) {
+                gather_windows(conv, x, n, oh, windows);
+                let row = &scratch[kh * conv_row_len..(kh + 1) * conv_row_len];
+                kernel_sums_row(windows, row, patch, filters, sums);
+            }
+        }
+    }
+}
