@@ -383,8 +383,9 @@ pub fn conv2d_with(
 pub const DIRECT_MAX_PATCH: usize = 32;
 
 /// Output image rows `first..` (`rows` holds whole rows of `out_w * filters` values) of a direct
-/// convolution. On x86-64 with AVX2 the same code runs compiled for 8-lane vectors; it uses
-/// separate multiplies and adds (no FMA), so both builds give the same bits.
+/// convolution. On x86-64 CPUs with AVX2 and FMA the same code runs compiled for 8-lane vectors
+/// with fused multiply-adds; elsewhere each product is rounded before it is added, so the two
+/// builds may differ in the last bits (each is deterministic, whatever the thread count).
 fn direct_rows(
     g: &Conv2dGeometry,
     x: &[f32],
@@ -394,16 +395,16 @@ fn direct_rows(
     rows: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
         return unsafe { direct_rows_avx2(g, x, k, filters, first, rows) };
     }
-    direct_rows_body(g, x, k, filters, first, rows);
+    direct_rows_body::<false>(g, x, k, filters, first, rows);
 }
 
 /// [`direct_rows_body`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn direct_rows_avx2(
     g: &Conv2dGeometry,
     x: &[f32],
@@ -412,14 +413,14 @@ fn direct_rows_avx2(
     first: usize,
     rows: &mut [f32],
 ) {
-    direct_rows_body(g, x, k, filters, first, rows);
+    direct_rows_body::<true>(g, x, k, filters, first, rows);
 }
 
 /// The body of [`direct_rows`]: for each output image row, gather its windows (zero for
 /// padding), then compute blocks of 4 pixels x 16 filters in registers, each summing
 /// `window[t] * k[t, f]` over `t` in order.
 #[inline(always)]
-fn direct_rows_body(
+fn direct_rows_body<const FMA: bool>(
     g: &Conv2dGeometry,
     x: &[f32],
     k: &[f32],
@@ -430,14 +431,14 @@ fn direct_rows_body(
     let mut windows = vec![0.0f32; g.out_w * g.patch_len()];
     for (r, row) in rows.chunks_exact_mut(g.out_w * filters).enumerate() {
         let (n, oh) = ((first + r) / g.out_h, (first + r) % g.out_h);
-        conv_row(g, x, k, filters, (n, oh), &mut windows, row);
+        conv_row::<FMA>(g, x, k, filters, (n, oh), &mut windows, row);
     }
 }
 
 /// Output image row `(n, oh)` of a direct convolution into `row` (`out_w * filters` values),
 /// using `windows` (`out_w * patch` values) as scratch.
 #[inline(always)]
-pub(crate) fn conv_row(
+pub(crate) fn conv_row<const FMA: bool>(
     g: &Conv2dGeometry,
     x: &[f32],
     k: &[f32],
@@ -450,7 +451,7 @@ pub(crate) fn conv_row(
     gather_windows(g, x, n, oh, windows);
     let mut p = 0;
     while p + 4 <= g.out_w {
-        pixel_block::<4>(
+        pixel_block::<4, FMA>(
             &windows[p * patch..],
             patch,
             k,
@@ -460,7 +461,7 @@ pub(crate) fn conv_row(
         p += 4;
     }
     while p < g.out_w {
-        pixel_block::<1>(
+        pixel_block::<1, FMA>(
             &windows[p * patch..],
             patch,
             k,
@@ -474,7 +475,7 @@ pub(crate) fn conv_row(
 /// `out[q, f] = sum_t win[q, t] * k[t, f]` for `P` consecutive pixels `q` (windows of `patch`
 /// values, outputs of `filters` values), in tiles of 16, then 8, then 1 filters.
 #[inline(always)]
-fn pixel_block<const P: usize>(
+fn pixel_block<const P: usize, const FMA: bool>(
     win: &[f32],
     patch: usize,
     k: &[f32],
@@ -483,22 +484,22 @@ fn pixel_block<const P: usize>(
 ) {
     let mut f0 = 0;
     while f0 + 16 <= filters {
-        filter_tile::<P, 16>(win, patch, k, filters, f0, out);
+        filter_tile::<P, 16, FMA>(win, patch, k, filters, f0, out);
         f0 += 16;
     }
     if f0 + 8 <= filters {
-        filter_tile::<P, 8>(win, patch, k, filters, f0, out);
+        filter_tile::<P, 8, FMA>(win, patch, k, filters, f0, out);
         f0 += 8;
     }
     while f0 < filters {
-        filter_tile::<P, 1>(win, patch, k, filters, f0, out);
+        filter_tile::<P, 1, FMA>(win, patch, k, filters, f0, out);
         f0 += 1;
     }
 }
 
 /// One register tile of [`pixel_block`]: `P x T` accumulators.
 #[inline(always)]
-fn filter_tile<const P: usize, const T: usize>(
+fn filter_tile<const P: usize, const T: usize, const FMA: bool>(
     win: &[f32],
     patch: usize,
     k: &[f32],
@@ -514,13 +515,26 @@ fn filter_tile<const P: usize, const T: usize>(
         for (q, a) in acc.iter_mut().enumerate() {
             let w = win[q * patch + t];
             for l in 0..T {
-                a[l] += w * kt[l];
+                a[l] = madd::<FMA>(w, kt[l], a[l]);
             }
         }
     }
     for (q, a) in acc.iter().enumerate() {
         out[q * filters + f0..q * filters + f0 + T].copy_from_slice(a);
     }
+}
+
+/// Whether the CPU has AVX2 and FMA, for the kernels compiled for them.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// `acc + w * k`: one fused multiply-add in the builds for FMA CPUs, a product then a sum (two
+/// roundings) in the portable build.
+#[inline(always)]
+fn madd<const FMA: bool>(w: f32, k: f32, acc: f32) -> f32 {
+    if FMA { w.mul_add(k, acc) } else { acc + w * k }
 }
 
 /// `dst.copy_from_slice(src)` with fixed-size moves for the lengths of small windows (a `memcpy`
@@ -711,8 +725,8 @@ pub fn conv2d_backward_params_with(
 }
 
 /// Adds one output image row to the kernel sums: `sums[t, f] += sum_p win[p, t] dy[p, f]` and the
-/// bias sums `sums[patch, f] += sum_p dy[p, f]`, over the row's pixels `p` in order. On x86-64
-/// with AVX2 the same code runs compiled for 8-lane vectors (no FMA: the same bits either way).
+/// bias sums `sums[patch, f] += sum_p dy[p, f]`, over the row's pixels `p` in order. Compiled
+/// for AVX2 and FMA where available, as [`direct_rows`].
 pub(crate) fn kernel_sums_row(
     win: &[f32],
     dy: &[f32],
@@ -721,42 +735,48 @@ pub(crate) fn kernel_sums_row(
     sums: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
         return unsafe { kernel_sums_row_avx2(win, dy, patch, filters, sums) };
     }
-    kernel_sums_row_body(win, dy, patch, filters, sums);
+    kernel_sums_row_body::<false>(win, dy, patch, filters, sums);
 }
 
 /// [`kernel_sums_row_body`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn kernel_sums_row_avx2(win: &[f32], dy: &[f32], patch: usize, filters: usize, sums: &mut [f32]) {
-    kernel_sums_row_body(win, dy, patch, filters, sums);
+    kernel_sums_row_body::<true>(win, dy, patch, filters, sums);
 }
 
 /// The body of [`kernel_sums_row`]: tiles of 4 taps (the bias counts as a tap of ones) by 16,
 /// then 8, then 1 filters, each held in registers over the row's pixels.
 #[inline(always)]
-fn kernel_sums_row_body(win: &[f32], dy: &[f32], patch: usize, filters: usize, sums: &mut [f32]) {
+fn kernel_sums_row_body<const FMA: bool>(
+    win: &[f32],
+    dy: &[f32],
+    patch: usize,
+    filters: usize,
+    sums: &mut [f32],
+) {
     let mut f0 = 0;
     while f0 + 16 <= filters {
-        tap_tiles::<16>(win, dy, patch, filters, f0, sums);
+        tap_tiles::<16, FMA>(win, dy, patch, filters, f0, sums);
         f0 += 16;
     }
     if f0 + 8 <= filters {
-        tap_tiles::<8>(win, dy, patch, filters, f0, sums);
+        tap_tiles::<8, FMA>(win, dy, patch, filters, f0, sums);
         f0 += 8;
     }
     while f0 < filters {
-        tap_tiles::<1>(win, dy, patch, filters, f0, sums);
+        tap_tiles::<1, FMA>(win, dy, patch, filters, f0, sums);
         f0 += 1;
     }
 }
 
 /// [`kernel_sums_row_body`] for filters `f0..f0 + T`, all taps.
 #[inline(always)]
-fn tap_tiles<const T: usize>(
+fn tap_tiles<const T: usize, const FMA: bool>(
     win: &[f32],
     dy: &[f32],
     patch: usize,
@@ -782,14 +802,14 @@ fn tap_tiles<const T: usize>(
                 for (q, a) in acc.iter_mut().enumerate() {
                     let w = tap(p, t0 + q);
                     for l in 0..T {
-                        a[l] += w * d[l];
+                        a[l] = madd::<FMA>(w, d[l], a[l]);
                     }
                 }
             } else {
                 for (q, a) in acc.iter_mut().enumerate().take(taps) {
                     let w = tap(p, t0 + q);
                     for l in 0..T {
-                        a[l] += w * d[l];
+                        a[l] = madd::<FMA>(w, d[l], a[l]);
                     }
                 }
             }

@@ -11,6 +11,8 @@
 //! from it.
 
 use crate::buffer::take;
+#[cfg(target_arch = "x86_64")]
+use crate::conv::has_avx2_fma;
 use crate::conv::{
     Conv2dGeometry, DIRECT_MAX_PATCH, Pool2dGeometry, check_kernel, conv_row, gather_windows,
     kernel_sums_row,
@@ -131,7 +133,7 @@ pub fn conv2d_max_pool_with(
     ))
 }
 
-/// [`conv_row`], compiled for AVX2 on x86-64 CPUs that have it (no FMA: the same bits).
+/// [`conv_row`], compiled for AVX2 and FMA on x86-64 CPUs that have them.
 fn conv_row_dispatch(
     g: &Conv2dGeometry,
     x: &[f32],
@@ -142,16 +144,16 @@ fn conv_row_dispatch(
     row: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
         return unsafe { conv_row_avx2(g, x, k, filters, at, windows, row) };
     }
-    conv_row(g, x, k, filters, at, windows, row);
+    conv_row::<false>(g, x, k, filters, at, windows, row);
 }
 
 /// [`conv_row`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn conv_row_avx2(
     g: &Conv2dGeometry,
     x: &[f32],
@@ -161,7 +163,7 @@ fn conv_row_avx2(
     windows: &mut [f32],
     row: &mut [f32],
 ) {
-    conv_row(g, x, k, filters, at, windows, row);
+    conv_row::<true>(g, x, k, filters, at, windows, row);
 }
 
 /// [`pool_row`], compiled for AVX2 on x86-64 CPUs that have it (selects only: the same bits).
@@ -335,8 +337,8 @@ pub fn conv2d_max_pool_backward_params(
 
 /// One image of [`conv2d_max_pool_backward_params`]: adds its kernel and bias sums to `sums`.
 /// `dz` and `winners` are the image's pooled gradient and winners; `scratch` holds `pool.k_h`
-/// convolution rows and `windows` one row of windows. Compiled for AVX2 where available (no
-/// FMA: the same bits).
+/// convolution rows and `windows` one row of windows. Compiled for AVX2 where available (selects
+/// and the FMA-dispatched kernel sums: the same bits as the portable build of those).
 fn image_sums(
     conv: &Conv2dGeometry,
     pool: &Pool2dGeometry,
