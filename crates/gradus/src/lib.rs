@@ -54,6 +54,18 @@
 //! assert_eq!(opt.iterations(), 3);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ## Threads
+//!
+//! The kernels (matrix products, convolutions, pooling) run on `GRADUS_NUM_THREADS` threads,
+//! by default as many as the process may use; [`set_num_threads`] changes it at run time.
+//! Results are the same bits for any thread count.
+//!
+//! ```
+//! gradus::set_num_threads(1);
+//! assert_eq!(gradus::num_threads(), 1);
+//! gradus::set_num_threads(0); // back to the default
+//! ```
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 
@@ -64,6 +76,7 @@ pub use gradus_losses as losses;
 pub use gradus_models as models;
 pub use gradus_optim as optim;
 pub use gradus_tensor as tensor;
+pub use gradus_tensor::parallel::{num_threads, set_num_threads};
 
 /// The names a Keras user reaches for first.
 pub mod prelude {

@@ -856,7 +856,20 @@ fn check_batch_size(batch_size: usize) -> Result<()> {
 fn check_finite(op: &'static str, what: &str, t: &Tensor) -> Result<()> {
     let values = t.to_contiguous();
     let values = values.as_slice().expect("contiguous");
-    match values.iter().position(|v| !v.is_finite()) {
+    // A branch-free scan of blocks (vectorized) before looking for the first bad value.
+    let bad_block = values.chunks(1024).position(|block| {
+        block.iter().fold(false, |bad, v| {
+            bad | (v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
+        })
+    });
+    let first_bad = bad_block.and_then(|b| {
+        let start = b * 1024;
+        values[start..]
+            .iter()
+            .position(|v| !v.is_finite())
+            .map(|i| start + i)
+    });
+    match first_bad {
         None => Ok(()),
         Some(i) => Err(ModelError::NonFinite {
             op,

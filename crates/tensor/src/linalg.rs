@@ -37,9 +37,10 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for OutPtr {}
 
-/// Products with fewer multiply-adds than this run on the calling thread: below it, waking a
-/// worker costs more than it saves.
-const PARALLEL_MIN_MACS: usize = 1 << 19;
+/// Products with fewer multiply-adds than this (about a millisecond of one core) run on the
+/// calling thread: handing work to another thread and waiting for it costs a few hundred
+/// microseconds of wake-up latency on small virtual machines, more than a smaller product saves.
+const PARALLEL_MIN_MACS: usize = 1 << 26;
 
 /// `C <- alpha A B + beta C` for an `m x k` A, `k x n` B and `m x n` C.
 ///

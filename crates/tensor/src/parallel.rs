@@ -27,8 +27,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rayon::prelude::*;
-
 /// The thread count; 0 until it is first resolved.
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 /// The worker pool for the current count above one (rebuilt when the count changes).
@@ -67,8 +65,9 @@ fn default_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// The pool for `n > 1` threads, built on first use and rebuilt when `n` changes. `None` when a
-/// pool cannot be built (the caller then runs on its own thread).
+/// The pool of `n - 1` workers for `n > 1` threads (the calling thread is the n-th), built on
+/// first use and rebuilt when `n` changes. `None` when a pool cannot be built (the caller then
+/// runs everything on its own thread).
 fn pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
     let mut slot = POOL.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some((count, pool)) = slot.as_ref()
@@ -77,7 +76,7 @@ fn pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
         return Some(Arc::clone(pool));
     }
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
+        .num_threads(n - 1)
         .thread_name(|i| format!("gradus-worker-{i}"))
         .build()
         .ok()
@@ -103,18 +102,34 @@ pub(crate) fn pieces(len: usize, grain: usize) -> usize {
     }
 }
 
-/// Runs `f(i)` for `i in 0..n`, on the worker pool when `n > 1`. Each call must be independent
-/// of the others (the order is unspecified).
+/// Runs `f(i)` for `i in 0..n`: `f(0)` on the calling thread, the others on the worker pool
+/// (so that one piece of work never waits for a worker to wake up). Each call must be
+/// independent of the others (the order is unspecified).
 pub(crate) fn run(n: usize, f: impl Fn(usize) + Sync + Send) {
-    if n <= 1 {
-        if n == 1 {
-            f(0);
-        }
+    let pieces: Vec<usize> = (0..n).collect();
+    run_each(pieces, |i| f(i));
+}
+
+/// Runs `f` on every item, the first on the calling thread and the others on the worker pool.
+fn run_each<I: Send>(items: Vec<I>, f: impl Fn(I) + Sync + Send) {
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else { return };
+    if items.len() == 0 {
+        f(first);
         return;
     }
     match pool(num_threads()) {
-        Some(pool) => pool.install(|| (0..n).into_par_iter().for_each(&f)),
-        None => (0..n).for_each(f),
+        Some(pool) => pool.in_place_scope(|scope| {
+            let f = &f;
+            for item in items {
+                scope.spawn(move |_| f(item));
+            }
+            f(first);
+        }),
+        None => {
+            f(first);
+            items.for_each(f);
+        }
     }
 }
 
@@ -149,11 +164,12 @@ pub fn for_row_blocks<T: Send>(
         return;
     }
     let per = rows.div_ceil(n);
-    let body = |(i, block): (usize, &mut [T])| f(i * per, block);
-    match pool(num_threads()) {
-        Some(pool) => pool.install(|| out.par_chunks_mut(per * row_len).enumerate().for_each(body)),
-        None => out.chunks_mut(per * row_len).enumerate().for_each(body),
-    }
+    let blocks: Vec<(usize, &mut [T])> = out
+        .chunks_mut(per * row_len)
+        .enumerate()
+        .map(|(i, block)| (i * per, block))
+        .collect();
+    run_each(blocks, |(first, block)| f(first, block));
 }
 
 #[cfg(test)]
