@@ -107,7 +107,7 @@ pub(crate) fn pieces(len: usize, grain: usize) -> usize {
 /// independent of the others (the order is unspecified).
 pub(crate) fn run(n: usize, f: impl Fn(usize) + Sync + Send) {
     let pieces: Vec<usize> = (0..n).collect();
-    run_each(pieces, |i| f(i));
+    run_each(pieces, f);
 }
 
 /// Runs `f` on every item, the first on the calling thread and the others on the worker pool.
