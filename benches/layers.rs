@@ -9,7 +9,8 @@
 //! Times are the CPU time of the benchmarking thread (`CLOCK_THREAD_CPUTIME_ID`), not wall
 //! time: the machine is shared by concurrent builds, and CPU time is what stays comparable with
 //! the peer, which reports its thread's CPU time too (`time.thread_time`). Set `WALL=1` for
-//! wall-clock times.
+//! wall-clock times. The kernels run on one thread here (as the peer), since another thread's
+//! CPU time would not be counted.
 //!
 //! Run: `flock /tmp/gradus-bench.lock cargo bench --bench layers`.
 
@@ -88,6 +89,7 @@ fn bench_layer(c: &mut Criterion, name: &str, layer: &dyn Layer, shape: &[usize]
 }
 
 fn layers(c: &mut Criterion) {
+    gradus_tensor::parallel::set_num_threads(1);
     let dense = Dense::new(128).activation("relu").built(&[784], 0).unwrap();
     bench_layer(c, "dense_784_128", &dense, &[BATCH, 784], true);
 

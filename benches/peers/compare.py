@@ -48,7 +48,7 @@ times = {}  # (who, threads, workload) -> [seconds]
 cpu = {}  # the same for gradus' CPU seconds (its lines end with `cpu X s`)
 for rep in range(REPEATS):
     for t in THREADS:
-        jobs = [("gradus", [GRADUS] + WORKLOADS + (["iris"] if t == 1 else []), {"GRADUS_NUM_THREADS": str(t), "MATMUL_NUM_THREADS": str(t)})]
+        jobs = [("gradus", [GRADUS] + WORKLOADS + (["iris"] if t == 1 else []), {"GRADUS_NUM_THREADS": str(t)})]
         jobs += [(p, [PY, SHARED, p], {"T": str(t)}) for p in PEERS]
         for who, cmd, env in jobs:
             for name, threads, workload, secs, cpus in run(cmd, env):
@@ -84,7 +84,7 @@ if 1 in THREADS and 2 in THREADS:
     print("\ngradus speed-up with 2 threads (T=1 / T=2): " + ", ".join(f"{w} {ratio(med('gradus', 1, w), med('gradus', 2, w))}" for w in WORKLOADS))
 print(f"Iris (500 epochs, whole fit): {fmt(med('gradus', 1, 'iris'))} wall, {fmt(med('gradus', 1, 'iris', cpu))} CPU")
 
-env1 = {"GRADUS_NUM_THREADS": "1", "MATMUL_NUM_THREADS": "1", "T": "1"}
+env1 = {"GRADUS_NUM_THREADS": "1", "T": "1"}
 g_rss = peak_rss_kib([GRADUS, "mlp"], env1)
 line = f"Peak RSS of the MLP run: gradus {g_rss / 1024:.1f} MiB"
 if "torch" in PEERS:

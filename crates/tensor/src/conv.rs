@@ -675,9 +675,55 @@ pub fn conv2d_backward_params_with(
     g: &Conv2dGeometry,
     prologue: impl Fn(usize, &mut [f32]) + Sync + Send,
 ) -> Result<(Tensor, Tensor)> {
+    let (_, dk, db) = conv2d_backward_with(input, None, grad_out, g, prologue)?;
+    Ok((dk, db))
+}
+
+/// All the gradients of a convolution plus a bias in one pass over `grad_out`: with `kernel`,
+/// the input gradient `dx = col2im(dz K^T)` (else `None`), and always the kernel and bias
+/// gradients of [`conv2d_backward_params`], where `dz` is `grad_out` after `prologue` (as in
+/// [`conv2d_backward_params_with`]; pass `|_, _| {}` for none).
+///
+/// Shapes: input `[N, H, W, C]`, kernel `[k_h, k_w, C, F]`, `grad_out` `[N, out_h, out_w, F]`;
+/// results `[N, H, W, C]`, `[k_h, k_w, C, F]` and `[F]`. For windows of at most
+/// [`DIRECT_MAX_PATCH`] values each image is done row by row in cache (images in parallel, their
+/// sums added in image order): `dz` is never written out whole.
+///
+/// ```
+/// use gradus_tensor::{conv2d_backward_with, Conv2dGeometry, Padding, Tensor};
+///
+/// let x = Tensor::ones(&[1, 3, 3, 1]);
+/// let k = Tensor::ones(&[2, 2, 1, 1]);
+/// let g = Conv2dGeometry::new(x.shape(), (2, 2), (1, 1), Padding::Valid)?;
+/// let (dx, dk, db) = conv2d_backward_with(&x, Some(&k), &Tensor::ones(&[1, 2, 2, 1]), &g, |_, _| {})?;
+/// assert_eq!(dx.unwrap().to_vec(), vec![1., 2., 1., 2., 4., 2., 1., 2., 1.]);
+/// assert_eq!((dk.to_vec(), db.to_vec()), (vec![4.0; 4], vec![4.0]));
+/// # Ok::<(), gradus_tensor::TensorError>(())
+/// ```
+///
+/// # Errors
+/// [`TensorError::IncompatibleShapes`] when the input, kernel or `grad_out` do not fit the
+/// geometry.
+pub fn conv2d_backward_with(
+    input: &Tensor,
+    kernel: Option<&Tensor>,
+    grad_out: &Tensor,
+    g: &Conv2dGeometry,
+    prologue: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Result<(Option<Tensor>, Tensor, Tensor)> {
     let filters = grad_out.shape().last().copied().unwrap_or(0);
-    Conv2dGeometry::check("conv2d_backward_kernel", grad_out, &g.output_shape(filters))?;
-    Conv2dGeometry::check("conv2d_backward_kernel", input, &g.input_shape())?;
+    Conv2dGeometry::check("conv2d_backward", grad_out, &g.output_shape(filters))?;
+    Conv2dGeometry::check("conv2d_backward", input, &g.input_shape())?;
+    if let Some(k) = kernel
+        && check_kernel("conv2d_backward", k, g)? != filters
+    {
+        return Err(TensorError::IncompatibleShapes {
+            op: "conv2d_backward",
+            lhs: k.shape().to_vec(),
+            rhs: grad_out.shape().to_vec(),
+            reason: "the kernel's filters differ from the gradient's channels".to_string(),
+        });
+    }
     let patch = g.patch_len();
     let kshape = [g.k_h, g.k_w, g.in_c, filters];
     let dys = grad_out.to_contiguous();
@@ -690,26 +736,54 @@ pub fn conv2d_backward_params_with(
             let grain = parallel::grain(1 << 14, filters);
             parallel::for_row_blocks(dy2.as_slice_mut(), filters, grain, &prologue);
         }
+        let dx = match kernel {
+            Some(k) => Some(col2im(
+                &dy2.matmul_t(&k.reshape(&[patch, filters])?, false, true)?,
+                g,
+            )?),
+            None => None,
+        };
         let dk = cols.matmul_t(&dy2, true, false)?.reshape(&kshape)?;
         let db = dy2.sum_axes(&[0], false)?;
-        return Ok((dk, db));
+        return Ok((dx, dk, db));
     }
     let src = input.to_contiguous();
     let x = src.as_slice().expect("contiguous");
-    // One row of `patch * F` kernel sums and `F` bias sums per image.
+    // K^T as [F, patch]: the input gradient of a pixel is its dz row times K^T.
+    let kt: Option<Vec<f32>> = kernel.map(|k| {
+        let k = k.to_contiguous();
+        let k = k.as_slice().expect("contiguous");
+        (0..filters * patch)
+            .map(|i| k[(i % patch) * filters + i / patch])
+            .collect()
+    });
+    let image = g.in_h * g.in_w * g.in_c;
+    let mut dx = kt.as_ref().map(|_| take_zeroed(g.batch * image));
+    // One row of `patch * F` kernel sums and `F` bias sums per image, and its input gradient.
     let width = (patch + 1) * filters;
     let mut partial = vec![0.0f32; g.batch * width];
-    parallel::for_row_blocks(&mut partial, width, 2, |first, block| {
+    let mut images: Vec<(&mut [f32], Option<&mut [f32]>)> = match dx.as_mut() {
+        Some(dx) => partial
+            .chunks_mut(width)
+            .zip(dx.chunks_mut(image.max(1)).map(Some))
+            .collect(),
+        None => partial.chunks_mut(width).map(|p| (p, None)).collect(),
+    };
+    parallel::for_row_blocks(&mut images, 1, 2, |first, block| {
         let row = g.out_w * filters;
-        let (mut windows, mut dz) = (vec![0.0f32; g.out_w * patch], vec![0.0f32; row]);
-        for (i, sums) in block.chunks_exact_mut(width).enumerate() {
+        let mut bufs = (
+            vec![0.0f32; g.out_w * patch],
+            vec![0.0f32; row],
+            vec![0.0f32; g.out_w * patch],
+        );
+        for (i, (sums, dxi)) in block.iter_mut().enumerate() {
             let n = first + i;
             for oh in 0..g.out_h {
-                gather_windows(g, x, n, oh, &mut windows);
                 let at = (n * g.out_h + oh) * row;
-                dz.copy_from_slice(&dy[at..at + row]);
-                prologue(at / filters, &mut dz);
-                kernel_sums_row(&windows, &dz, patch, filters, sums);
+                bufs.1.copy_from_slice(&dy[at..at + row]);
+                prologue(at / filters, &mut bufs.1);
+                let dxi = dxi.as_deref_mut().zip(kt.as_deref());
+                backward_row(g, x, (n, oh), &mut bufs, sums, dxi);
             }
         }
     });
@@ -718,10 +792,107 @@ pub fn conv2d_backward_params_with(
         total.iter_mut().zip(sums).for_each(|(t, s)| *t += s);
     }
     let db = total.split_off(patch * filters);
+    let dx = match dx {
+        Some(v) => Some(Tensor::from_vec(v, &g.input_shape())?),
+        None => None,
+    };
     Ok((
+        dx,
         Tensor::from_vec(total, &kshape)?,
         Tensor::from_vec(db, &[filters])?,
     ))
+}
+
+/// Scratch of [`backward_row`]: the row's windows, its `dz` and its window gradients.
+type RowBuffers = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+/// One output row `(n, oh)` of [`conv2d_backward_with`]: with `dz` in `bufs.1`, adds the row's
+/// kernel and bias sums to `sums` and, given `(dx image, K^T)`, its input gradient. Compiled for
+/// AVX2 and FMA where available, as [`direct_rows`].
+fn backward_row(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    at: (usize, usize),
+    bufs: &mut RowBuffers,
+    sums: &mut [f32],
+    dx: Option<(&mut [f32], &[f32])>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
+        return unsafe { backward_row_avx2(g, x, at, bufs, sums, dx) };
+    }
+    backward_row_body::<false>(g, x, at, bufs, sums, dx);
+}
+
+/// [`backward_row_body`] compiled for AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn backward_row_avx2(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    at: (usize, usize),
+    bufs: &mut RowBuffers,
+    sums: &mut [f32],
+    dx: Option<(&mut [f32], &[f32])>,
+) {
+    backward_row_body::<true>(g, x, at, bufs, sums, dx);
+}
+
+/// The body of [`backward_row`].
+#[inline(always)]
+fn backward_row_body<const FMA: bool>(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    (n, oh): (usize, usize),
+    (windows, dz, dwin): &mut RowBuffers,
+    sums: &mut [f32],
+    dx: Option<(&mut [f32], &[f32])>,
+) {
+    let (patch, c) = (g.patch_len(), g.in_c);
+    let filters = dz.len() / g.out_w;
+    gather_windows(g, x, n, oh, windows);
+    kernel_sums_row_body::<FMA>(windows, dz, patch, filters, sums);
+    let Some((dxi, kt)) = dx else { return };
+    // The window gradients dz K^T, then added back to the pixels they came from.
+    let mut p = 0;
+    while p + 4 <= g.out_w {
+        pixel_block::<4, FMA>(
+            &dz[p * filters..],
+            filters,
+            kt,
+            patch,
+            &mut dwin[p * patch..],
+        );
+        p += 4;
+    }
+    while p < g.out_w {
+        pixel_block::<1, FMA>(
+            &dz[p * filters..],
+            filters,
+            kt,
+            patch,
+            &mut dwin[p * patch..],
+        );
+        p += 1;
+    }
+    for (ow, win) in dwin.chunks_exact(patch).enumerate() {
+        for kh in 0..g.k_h {
+            let Some(ih) = g.input_row(oh, kh) else {
+                continue;
+            };
+            for kw in 0..g.k_w {
+                let Some(iw) = g.input_col(ow, kw) else {
+                    continue;
+                };
+                let dst = (ih * g.in_w + iw) * c;
+                let src = (kh * g.k_w + kw) * c;
+                for (o, &v) in dxi[dst..dst + c].iter_mut().zip(&win[src..src + c]) {
+                    *o += v;
+                }
+            }
+        }
+    }
 }
 
 /// Adds one output image row to the kernel sums: `sums[t, f] += sum_p win[p, t] dy[p, f]` and the

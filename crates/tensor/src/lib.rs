@@ -82,7 +82,7 @@ pub use broadcast::broadcast_shapes;
 pub use conv::{
     Conv2dGeometry, DIRECT_MAX_PATCH, Padding, Pool2dGeometry, col2im, conv2d,
     conv2d_backward_input, conv2d_backward_kernel, conv2d_backward_params,
-    conv2d_backward_params_with, conv2d_with, im2col,
+    conv2d_backward_params_with, conv2d_backward_with, conv2d_with, im2col,
 };
 pub use elementwise::erf;
 pub use error::{Result, TensorError};

@@ -7,8 +7,8 @@
 //! first must agree with a naive reference.
 
 use gradus_tensor::{
-    Padding, Rng, Tensor, buffer, col2im, conv2d, conv2d_backward_params, conv2d_with, im2col,
-    max_pool2d, max_pool2d_backward, parallel,
+    Padding, Rng, Tensor, buffer, col2im, conv2d, conv2d_backward_input, conv2d_backward_params,
+    conv2d_backward_with, conv2d_with, im2col, max_pool2d, max_pool2d_backward, parallel,
 };
 
 /// Fills this thread's pool with NaN buffers of the given lengths (and a few neighbours).
@@ -126,6 +126,10 @@ fn conv_pool_and_unfolding_do_not_depend_on_threads() {
             )
             .unwrap();
             let (dk, db) = conv2d_backward_params(&x, &y, &g).unwrap();
+            let (dx, dk2, db2) = conv2d_backward_with(&x, Some(&k), &y, &g, |_, _| {}).unwrap();
+            let dx_ref = conv2d_backward_input(&y, &k, &g).unwrap();
+            close(&dx.unwrap().to_vec(), &dx_ref.to_vec(), 1e-4, "dx");
+            assert_eq!((dk.to_vec(), db.to_vec()), (dk2.to_vec(), db2.to_vec()));
             vec![y, cols, back, p, dp, overlapping, d3, dk, db]
         });
         // The fused ReLU over the plain convolution, and the im2col product.

@@ -2,9 +2,8 @@
 
 use gradus_autograd::{Tape, Var, Variable};
 use gradus_tensor::{
-    Conv2dGeometry, DIRECT_MAX_PATCH, FUSED_MAX_POOL_WINDOW, Padding, Rng, Tensor, col2im,
-    conv2d_backward_params, conv2d_backward_params_with, conv2d_max_pool_backward_params,
-    conv2d_max_pool_with, conv2d_with,
+    Conv2dGeometry, DIRECT_MAX_PATCH, FUSED_MAX_POOL_WINDOW, Padding, Rng, Tensor,
+    conv2d_backward_with, conv2d_max_pool_backward_params, conv2d_max_pool_with, conv2d_with,
 };
 use serde::{Deserialize, Serialize};
 
@@ -343,7 +342,6 @@ fn conv_op<'t>(
     (g, padding): (Conv2dGeometry, Padding),
 ) -> Result<Var<'t>> {
     let filters = k.shape()[3];
-    let patch = g.patch_len();
     let bias = b.map(|b| b.value().to_contiguous());
     let y = conv2d_with(
         x.value(),
@@ -355,38 +353,20 @@ fn conv_op<'t>(
     let inputs: Vec<&Var<'t>> = [x, k].into_iter().chain(b).collect();
     let saved_y = y.clone();
     let saved_x = x.value().clone();
-    let kmat = k.value().reshape(&[patch, filters])?;
+    let saved_k = k.value().clone();
     Ok(Var::custom("conv2d", &inputs, y, move |grad, needs| {
-        let want_db = needs.get(2).copied().unwrap_or(false);
-        let (dx, dz) = if needs[0] {
-            let dz = preactivation_grad(act, &saved_y, grad, filters)?;
-            let dz2 = dz.reshape(&[g.positions(), filters])?;
-            (
-                Some(col2im(&dz2.matmul_t(&kmat, false, true)?, &g)?),
-                Some(dz),
-            )
-        } else {
-            (None, None)
-        };
-        let (dk, db) = if !(needs[1] || want_db) {
-            (None, None)
-        } else if let Some(dz) = dz {
-            let (dk, db) = conv2d_backward_params(&saved_x, &dz, &g)?;
-            (needs[1].then_some(dk), want_db.then_some(db))
-        } else {
-            // No input gradient to make: dz = grad f'(z) is formed block by block inside the
-            // kernel sums, never in full.
-            let ys = saved_y.to_contiguous();
-            let y = ys.as_slice().expect("contiguous");
-            let (dk, db) = conv2d_backward_params_with(&saved_x, grad, &g, |first, rows| {
-                let at = first * filters;
-                act.backward_rows_in_place(&y[at..at + rows.len()], filters, rows);
-            })?;
-            (needs[1].then_some(dk), want_db.then_some(db))
-        };
-        let mut grads = vec![dx, dk];
+        // dz = grad f'(z) is formed row block by row block inside the backward kernel, never in
+        // full; the input gradient only when asked for.
+        let ys = saved_y.to_contiguous();
+        let y = ys.as_slice().expect("contiguous");
+        let kernel = needs[0].then_some(&saved_k);
+        let (dx, dk, db) = conv2d_backward_with(&saved_x, kernel, grad, &g, |first, rows| {
+            let at = first * filters;
+            act.backward_rows_in_place(&y[at..at + rows.len()], filters, rows);
+        })?;
+        let mut grads = vec![dx, needs[1].then_some(dk)];
         if needs.len() > 2 {
-            grads.push(db);
+            grads.push(needs[2].then_some(db));
         }
         Ok(grads)
     })?)
