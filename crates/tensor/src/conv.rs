@@ -749,13 +749,19 @@ pub fn conv2d_backward_with(
     }
     let src = input.to_contiguous();
     let x = src.as_slice().expect("contiguous");
-    // K^T as [F, patch]: the input gradient of a pixel is its dz row times K^T.
+    // K^T as [F, patch] with rows padded to whole 8-lane vectors (zeros): the window gradient
+    // of a pixel is its dz row times K^T.
+    let kt_width = patch.next_multiple_of(8);
     let kt: Option<Vec<f32>> = kernel.map(|k| {
         let k = k.to_contiguous();
         let k = k.as_slice().expect("contiguous");
-        (0..filters * patch)
-            .map(|i| k[(i % patch) * filters + i / patch])
-            .collect()
+        let mut kt = vec![0.0f32; filters * kt_width];
+        for (t, row) in k.chunks_exact(filters).enumerate() {
+            for (f, &v) in row.iter().enumerate() {
+                kt[f * kt_width + t] = v;
+            }
+        }
+        kt
     });
     let image = g.in_h * g.in_w * g.in_c;
     let mut dx = kt.as_ref().map(|_| take_zeroed(g.batch * image));
@@ -774,7 +780,7 @@ pub fn conv2d_backward_with(
         let mut bufs = (
             vec![0.0f32; g.out_w * patch],
             vec![0.0f32; row],
-            vec![0.0f32; g.out_w * patch],
+            vec![0.0f32; g.out_w * kt_width],
         );
         for (i, (sums, dxi)) in block.iter_mut().enumerate() {
             let n = first + i;
@@ -852,31 +858,23 @@ fn backward_row_body<const FMA: bool>(
     let (patch, c) = (g.patch_len(), g.in_c);
     let filters = dz.len() / g.out_w;
     gather_windows(g, x, n, oh, windows);
-    kernel_sums_row_body::<FMA>(windows, dz, patch, filters, sums);
+    kernel_sums_row(windows, dz, patch, filters, sums);
     let Some((dxi, kt)) = dx else { return };
-    // The window gradients dz K^T, then added back to the pixels they came from.
+    // The window gradients dz K^T (rows padded to `width`), then added back to the pixels they
+    // came from.
+    let width = dwin.len() / g.out_w;
     let mut p = 0;
     while p + 4 <= g.out_w {
-        pixel_block::<4, FMA>(
-            &dz[p * filters..],
-            filters,
-            kt,
-            patch,
-            &mut dwin[p * patch..],
-        );
+        let out = &mut dwin[p * width..];
+        pixel_block::<4, FMA>(&dz[p * filters..], filters, kt, width, out);
         p += 4;
     }
     while p < g.out_w {
-        pixel_block::<1, FMA>(
-            &dz[p * filters..],
-            filters,
-            kt,
-            patch,
-            &mut dwin[p * patch..],
-        );
+        let out = &mut dwin[p * width..];
+        pixel_block::<1, FMA>(&dz[p * filters..], filters, kt, width, out);
         p += 1;
     }
-    for (ow, win) in dwin.chunks_exact(patch).enumerate() {
+    for (ow, win) in dwin.chunks_exact(width).enumerate() {
         for kh in 0..g.k_h {
             let Some(ih) = g.input_row(oh, kh) else {
                 continue;
