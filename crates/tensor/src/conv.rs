@@ -4,6 +4,7 @@
 use crate::buffer::{take, take_zeroed};
 use crate::error::{Result, TensorError};
 use crate::parallel;
+use crate::simd;
 use crate::tensor::Tensor;
 
 /// How a convolution or pooling window treats the border, as Keras' `padding` argument.
@@ -382,38 +383,19 @@ pub fn conv2d_with(
 /// The largest window (`k_h * k_w * C` values) that [`conv2d_with`] computes directly.
 pub const DIRECT_MAX_PATCH: usize = 32;
 
-/// Output image rows `first..` (`rows` holds whole rows of `out_w * filters` values) of a direct
-/// convolution. On x86-64 CPUs with AVX2 and FMA the same code runs compiled for 8-lane vectors
-/// with fused multiply-adds; elsewhere each product is rounded before it is added, so the two
-/// builds may differ in the last bits (each is deterministic, whatever the thread count).
-fn direct_rows(
-    g: &Conv2dGeometry,
-    x: &[f32],
-    k: &[f32],
-    filters: usize,
-    first: usize,
-    rows: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        return unsafe { direct_rows_avx2(g, x, k, filters, first, rows) };
-    }
-    direct_rows_body::<false>(g, x, k, filters, first, rows);
-}
-
-/// [`direct_rows_body`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn direct_rows_avx2(
-    g: &Conv2dGeometry,
-    x: &[f32],
-    k: &[f32],
-    filters: usize,
-    first: usize,
-    rows: &mut [f32],
-) {
-    direct_rows_body::<true>(g, x, k, filters, first, rows);
+simd::dispatch! {
+    /// Output image rows `first..` (`rows` holds whole rows of `out_w * filters` values) of a direct
+    /// convolution. On x86-64 CPUs with AVX2 and FMA the same code runs compiled for 8-lane vectors
+    /// with fused multiply-adds; elsewhere each product is rounded before it is added, so the two
+    /// builds may differ in the last bits (each is deterministic, whatever the thread count).
+    fn direct_rows(
+        g: &Conv2dGeometry,
+        x: &[f32],
+        k: &[f32],
+        filters: usize,
+        first: usize,
+        rows: &mut [f32],
+    ) => direct_rows_body
 }
 
 /// The body of [`direct_rows`]: for each output image row, gather its windows (zero for
@@ -522,12 +504,6 @@ fn filter_tile<const P: usize, const T: usize, const FMA: bool>(
     for (q, a) in acc.iter().enumerate() {
         out[q * filters + f0..q * filters + f0 + T].copy_from_slice(a);
     }
-}
-
-/// Whether the CPU has AVX2 and FMA, for the kernels compiled for them.
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// `acc + w * k`: one fused multiply-add in the builds for FMA CPUs, a product then a sum (two
@@ -812,37 +788,18 @@ pub fn conv2d_backward_with(
 /// Scratch of [`backward_row`]: the row's windows, its `dz` and its window gradients.
 type RowBuffers = (Vec<f32>, Vec<f32>, Vec<f32>);
 
-/// One output row `(n, oh)` of [`conv2d_backward_with`]: with `dz` in `bufs.1`, adds the row's
-/// kernel and bias sums to `sums` and, given `(dx image, K^T)`, its input gradient. Compiled for
-/// AVX2 and FMA where available, as [`direct_rows`].
-fn backward_row(
-    g: &Conv2dGeometry,
-    x: &[f32],
-    at: (usize, usize),
-    bufs: &mut RowBuffers,
-    sums: &mut [f32],
-    dx: Option<(&mut [f32], &[f32])>,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        return unsafe { backward_row_avx2(g, x, at, bufs, sums, dx) };
-    }
-    backward_row_body::<false>(g, x, at, bufs, sums, dx);
-}
-
-/// [`backward_row_body`] compiled for AVX2 and FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn backward_row_avx2(
-    g: &Conv2dGeometry,
-    x: &[f32],
-    at: (usize, usize),
-    bufs: &mut RowBuffers,
-    sums: &mut [f32],
-    dx: Option<(&mut [f32], &[f32])>,
-) {
-    backward_row_body::<true>(g, x, at, bufs, sums, dx);
+simd::dispatch! {
+    /// One output row `(n, oh)` of [`conv2d_backward_with`]: with `dz` in `bufs.1`, adds the row's
+    /// kernel and bias sums to `sums` and, given `(dx image, K^T)`, its input gradient. Compiled for
+    /// AVX2 and FMA where available, as [`direct_rows`].
+    fn backward_row(
+        g: &Conv2dGeometry,
+        x: &[f32],
+        at: (usize, usize),
+        bufs: &mut RowBuffers,
+        sums: &mut [f32],
+        dx: Option<(&mut [f32], &[f32])>,
+    ) => backward_row_body
 }
 
 /// The body of [`backward_row`].
@@ -893,29 +850,17 @@ fn backward_row_body<const FMA: bool>(
     }
 }
 
-/// Adds one output image row to the kernel sums: `sums[t, f] += sum_p win[p, t] dy[p, f]` and the
-/// bias sums `sums[patch, f] += sum_p dy[p, f]`, over the row's pixels `p` in order. Compiled
-/// for AVX2 and FMA where available, as [`direct_rows`].
-pub(crate) fn kernel_sums_row(
-    win: &[f32],
-    dy: &[f32],
-    patch: usize,
-    filters: usize,
-    sums: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        return unsafe { kernel_sums_row_avx2(win, dy, patch, filters, sums) };
-    }
-    kernel_sums_row_body::<false>(win, dy, patch, filters, sums);
-}
-
-/// [`kernel_sums_row_body`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn kernel_sums_row_avx2(win: &[f32], dy: &[f32], patch: usize, filters: usize, sums: &mut [f32]) {
-    kernel_sums_row_body::<true>(win, dy, patch, filters, sums);
+simd::dispatch! {
+    /// Adds one output image row to the kernel sums: `sums[t, f] += sum_p win[p, t] dy[p, f]` and the
+    /// bias sums `sums[patch, f] += sum_p dy[p, f]`, over the row's pixels `p` in order. Compiled
+    /// for AVX2 and FMA where available, as [`direct_rows`].
+    pub(crate) fn kernel_sums_row(
+        win: &[f32],
+        dy: &[f32],
+        patch: usize,
+        filters: usize,
+        sums: &mut [f32],
+    ) => kernel_sums_row_body
 }
 
 /// The body of [`kernel_sums_row`]: tiles of 4 taps (the bias counts as a tap of ones) by 16,

@@ -11,14 +11,13 @@
 //! from it.
 
 use crate::buffer::take;
-#[cfg(target_arch = "x86_64")]
-use crate::conv::has_avx2_fma;
 use crate::conv::{
     Conv2dGeometry, DIRECT_MAX_PATCH, Pool2dGeometry, check_kernel, conv_row, gather_windows,
     kernel_sums_row,
 };
 use crate::error::{Result, TensorError};
 use crate::parallel;
+use crate::simd;
 use crate::tensor::Tensor;
 
 /// The largest pooling window (`k_h * k_w` positions) [`conv2d_max_pool_with`] handles: the
@@ -133,75 +132,36 @@ pub fn conv2d_max_pool_with(
     ))
 }
 
-/// [`conv_row`], compiled for AVX2 and FMA on x86-64 CPUs that have them.
-fn conv_row_dispatch(
-    g: &Conv2dGeometry,
-    x: &[f32],
-    k: &[f32],
-    filters: usize,
-    at: (usize, usize),
-    windows: &mut [f32],
-    row: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-        return unsafe { conv_row_avx2(g, x, k, filters, at, windows, row) };
-    }
-    conv_row::<false>(g, x, k, filters, at, windows, row);
+simd::dispatch! {
+    /// [`conv_row`], compiled for AVX2 and FMA on x86-64 CPUs that have them.
+    fn conv_row_dispatch(
+        g: &Conv2dGeometry,
+        x: &[f32],
+        k: &[f32],
+        filters: usize,
+        at: (usize, usize),
+        windows: &mut [f32],
+        row: &mut [f32],
+    ) => conv_row
 }
 
-/// [`conv_row`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn conv_row_avx2(
-    g: &Conv2dGeometry,
-    x: &[f32],
-    k: &[f32],
-    filters: usize,
-    at: (usize, usize),
-    windows: &mut [f32],
-    row: &mut [f32],
-) {
-    conv_row::<true>(g, x, k, filters, at, windows, row);
-}
-
-/// [`pool_row`], compiled for AVX2 on x86-64 CPUs that have it (selects only: the same bits).
-fn pool_row_dispatch(
-    pool: &Pool2dGeometry,
-    scratch: &[f32],
-    filters: usize,
-    ph: usize,
-    out: (&mut [f32], &mut [u8]),
-    slot: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { pool_row_avx2(pool, scratch, filters, ph, out, slot) };
-    }
-    pool_row(pool, scratch, filters, ph, out, slot);
-}
-
-/// [`pool_row`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn pool_row_avx2(
-    pool: &Pool2dGeometry,
-    scratch: &[f32],
-    filters: usize,
-    ph: usize,
-    out: (&mut [f32], &mut [u8]),
-    slot: &mut [f32],
-) {
-    pool_row(pool, scratch, filters, ph, out, slot);
+simd::dispatch! {
+    /// [`pool_row`], compiled for AVX2 on x86-64 CPUs that have it (selects only: the same bits).
+    fn pool_row_dispatch(
+        pool: &Pool2dGeometry,
+        scratch: &[f32],
+        filters: usize,
+        ph: usize,
+        out: (&mut [f32], &mut [u8]),
+        slot: &mut [f32],
+    ) => pool_row
 }
 
 /// Pools pooled row `ph` from the convolution rows in `scratch` (row `kh` of the window at
 /// `kh * out_w * F`), recording each winner's window offset. `slot` is `F` values of scratch: the
 /// offsets are tracked as floats next to the maxima so that the selects vectorize.
 #[inline(always)]
-fn pool_row(
+fn pool_row<const FMA: bool>(
     pool: &Pool2dGeometry,
     scratch: &[f32],
     filters: usize,
@@ -335,47 +295,27 @@ pub fn conv2d_max_pool_backward_params(
     ))
 }
 
-/// One image of [`conv2d_max_pool_backward_params`]: adds its kernel and bias sums to `sums`.
-/// `dz` and `winners` are the image's pooled gradient and winners; `scratch` holds `pool.k_h`
-/// convolution rows and `windows` one row of windows. Compiled for AVX2 where available (selects
-/// and the FMA-dispatched kernel sums: the same bits as the portable build of those).
-fn image_sums(
-    conv: &Conv2dGeometry,
-    pool: &Pool2dGeometry,
-    x: &[f32],
-    n: usize,
-    image: (&[f32], &[u8]),
-    bufs: (&mut [f32], &mut [f32]),
-    sums: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { image_sums_avx2(conv, pool, x, n, image, bufs, sums) };
-    }
-    image_sums_body(conv, pool, x, n, image, bufs, sums);
-}
-
-/// [`image_sums_body`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn image_sums_avx2(
-    conv: &Conv2dGeometry,
-    pool: &Pool2dGeometry,
-    x: &[f32],
-    n: usize,
-    image: (&[f32], &[u8]),
-    bufs: (&mut [f32], &mut [f32]),
-    sums: &mut [f32],
-) {
-    image_sums_body(conv, pool, x, n, image, bufs, sums);
+simd::dispatch! {
+    /// One image of [`conv2d_max_pool_backward_params`]: adds its kernel and bias sums to `sums`.
+    /// `dz` and `winners` are the image's pooled gradient and winners; `scratch` holds `pool.k_h`
+    /// convolution rows and `windows` one row of windows. Compiled for AVX2 where available (selects
+    /// and the FMA-dispatched kernel sums: the same bits as the portable build of those).
+    fn image_sums(
+        conv: &Conv2dGeometry,
+        pool: &Pool2dGeometry,
+        x: &[f32],
+        n: usize,
+        image: (&[f32], &[u8]),
+        bufs: (&mut [f32], &mut [f32]),
+        sums: &mut [f32],
+    ) => image_sums_body
 }
 
 /// The body of [`image_sums`]: per pooled row, scatter the gradient to its winners in the
 /// convolution rows under the windows (window position by window position, all channels at
 /// once), then add those rows' kernel sums.
 #[inline(always)]
-fn image_sums_body(
+fn image_sums_body<const FMA: bool>(
     conv: &Conv2dGeometry,
     pool: &Pool2dGeometry,
     x: &[f32],

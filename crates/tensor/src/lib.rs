@@ -75,6 +75,7 @@ mod pool;
 mod reduce;
 pub mod rng;
 mod shape;
+mod simd;
 mod softmax;
 mod tensor;
 

@@ -4,6 +4,7 @@ use crate::buffer::{take, take_zeroed};
 use crate::conv::{Conv2dGeometry, Padding, Pool2dGeometry};
 use crate::error::{Result, TensorError};
 use crate::parallel;
+use crate::simd;
 use crate::tensor::Tensor;
 
 /// Calls `f(out_index, window)` for every output position `(n, oh, ow)`, where `window` lists the
@@ -197,46 +198,26 @@ pub fn max_pool2d_backward(
     Ok(Tensor::from_parts(dx, &g.input_shape()))
 }
 
-/// One image of [`max_pool2d_backward`] (`x`, `dx`: `[H, W, C]`; `y`, `dy`: `[out_h, out_w, C]`).
-/// On x86-64 with AVX2 the same code runs compiled for 8-lane vectors (selects only: the same
-/// bits either way).
-fn route_image(
-    g: &Pool2dGeometry,
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    dx: &mut [f32],
-    tiles: bool,
-    open: &mut [u32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        return unsafe { route_image_avx2(g, x, y, dy, dx, tiles, open) };
-    }
-    route_image_body(g, x, y, dy, dx, tiles, open);
-}
-
-/// [`route_image_body`] compiled for AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn route_image_avx2(
-    g: &Pool2dGeometry,
-    x: &[f32],
-    y: &[f32],
-    dy: &[f32],
-    dx: &mut [f32],
-    tiles: bool,
-    open: &mut [u32],
-) {
-    route_image_body(g, x, y, dy, dx, tiles, open);
+simd::dispatch! {
+    /// One image of [`max_pool2d_backward`] (`x`, `dx`: `[H, W, C]`; `y`, `dy`: `[out_h, out_w, C]`).
+    /// On x86-64 with AVX2 the same code runs compiled for 8-lane vectors (selects only: the same
+    /// bits either way).
+    fn route_image(
+        g: &Pool2dGeometry,
+        x: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        tiles: bool,
+        open: &mut [u32],
+    ) => route_image_body
 }
 
 /// The body of [`route_image`]: for each window, in window order, the lanes still `open` whose
 /// input equals the maximum take the gradient and close; lanes left open (a NaN maximum) give it
 /// to the first position.
 #[inline(always)]
-fn route_image_body(
+fn route_image_body<const FMA: bool>(
     g: &Pool2dGeometry,
     x: &[f32],
     y: &[f32],
