@@ -517,3 +517,21 @@ fn layers_compose_into_a_trainable_stack() {
     fn send_sync<T: Send + Sync>(_: &T) {}
     send_sync(&stack);
 }
+
+#[test]
+fn shapes_whose_element_count_overflows_are_refused_not_wrapped() {
+    let huge = 1usize << 40;
+    let e = Reshape::new(&[1 << 40, 1 << 40])
+        .built(&[4], 0)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("[1099511627776, 1099511627776]"),
+        "{e}"
+    );
+    let reshape = Reshape::new(&[-1]).built(&[4], 0).unwrap();
+    assert!(reshape.output_shape(&[huge, huge]).is_err());
+    let flatten = Flatten::new().built(&[4], 0).unwrap();
+    let e = flatten.output_shape(&[huge, huge, huge]).unwrap_err();
+    assert!(e.to_string().contains("usize::MAX"), "{e}");
+    assert_eq!(flatten.output_shape(&[3, 5]).unwrap(), vec![15]);
+}

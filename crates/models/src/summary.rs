@@ -10,7 +10,7 @@ use crate::network::Network;
 /// state for some parameter (restored from a checkpoint, or a step under gradient
 /// accumulation).
 fn optimizer_built(optimizer: &Optimizer) -> bool {
-    optimizer.iterations() > 0 || !optimizer.state().params.is_empty()
+    optimizer.iterations() > 0 || optimizer.is_built()
 }
 
 /// Column widths of the table (Keras' defaults for a line of 76 characters).

@@ -503,6 +503,23 @@ impl Optimizer {
         &self.options
     }
 
+    /// Keras' `optimizer.built`: whether the optimizer holds state for some parameter (after
+    /// its first `apply_gradients`, or a restored state). Nothing is copied.
+    ///
+    /// ```
+    /// use gradus_optim::{NamedParam, Optimizer};
+    ///
+    /// let mut opt = Optimizer::from_name("adam")?;
+    /// assert!(!opt.is_built());
+    /// let mut w = vec![1.0f32, 2.0];
+    /// opt.apply_gradients([(&[0.5f32, 0.5][..], NamedParam::new("w", &mut w))])?;
+    /// assert!(opt.is_built());
+    /// # Ok::<(), gradus_optim::OptimError>(())
+    /// ```
+    pub fn is_built(&self) -> bool {
+        !self.params.is_empty()
+    }
+
     /// Keras' `iterations`: the number of updates applied (with gradient accumulation, the raw
     /// step count divided by the number of accumulation steps).
     pub fn iterations(&self) -> u64 {

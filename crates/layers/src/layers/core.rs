@@ -258,7 +258,15 @@ impl Layer for Flatten {
     }
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
-        Ok(vec![input_shape.iter().product()])
+        let count = input_shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d));
+        count.map(|n| vec![n]).ok_or_else(|| {
+            invalid(
+                format!("Flatten {:?}", self.base.name),
+                format!("expected samples of at most usize::MAX elements, got {input_shape:?}"),
+            )
+        })
     }
 
     fn config(&self) -> LayerConfig {
@@ -340,25 +348,34 @@ impl Layer for Reshape {
 
     fn output_shape(&self, input_shape: &[usize]) -> Result<Vec<usize>> {
         let target = &self.args.target_shape;
-        let count: usize = input_shape.iter().product();
+        // Element counts that overflow are as impossible as lengths that do not match.
+        let count = input_shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let count_text = count.map_or("more than usize::MAX".to_string(), |c| c.to_string());
         let unknown: Vec<usize> = (0..target.len()).filter(|&i| target[i] == -1).collect();
         let bad = || {
             invalid(
                 format!("Reshape {:?}", self.base.name),
                 format!(
-                    "cannot reshape samples of shape {input_shape:?} ({count} elements) to \
-                     {target:?}: expected non-negative lengths (at most one -1) holding {count} elements"
+                    "cannot reshape samples of shape {input_shape:?} ({count_text} elements) to \
+                     {target:?}: expected non-negative lengths (at most one -1) holding \
+                     {count_text} elements"
                 ),
             )
         };
         if unknown.len() > 1 || target.iter().any(|&d| d < -1) {
             return Err(bad());
         }
-        let known: usize = target
-            .iter()
-            .filter(|&&d| d >= 0)
-            .map(|&d| d as usize)
-            .product();
+        let (Some(count), Some(known)) = (
+            count,
+            target
+                .iter()
+                .filter(|&&d| d >= 0)
+                .try_fold(1usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?)),
+        ) else {
+            return Err(bad());
+        };
         let mut out: Vec<usize> = target.iter().map(|&d| d.max(0) as usize).collect();
         if let Some(&i) = unknown.first() {
             if known == 0 || !count.is_multiple_of(known) {
