@@ -769,18 +769,26 @@ pub fn conv2d_backward_with(
             }
         }
     });
-    let mut total = vec![0.0f32; width];
-    for sums in partial.chunks_exact(width) {
-        total.iter_mut().zip(sums).for_each(|(t, s)| *t += s);
-    }
-    let db = total.split_off(patch * filters);
+    let (dk, db) = add_image_sums(&partial, &kshape)?;
     let dx = match dx {
         Some(v) => Some(Tensor::from_vec(v, &g.input_shape())?),
         None => None,
     };
+    Ok((dx, dk, db))
+}
+
+/// Adds per-image rows of kernel sums (`patch * F` values) and bias sums (`F`) in image order
+/// (the same bits for any thread count), as the kernel `kshape` and bias `[F]` gradients.
+pub(crate) fn add_image_sums(partial: &[f32], kshape: &[usize; 4]) -> Result<(Tensor, Tensor)> {
+    let filters = kshape[3];
+    let kernel_len: usize = kshape.iter().product();
+    let mut total = vec![0.0f32; kernel_len + filters];
+    for sums in partial.chunks_exact(total.len()) {
+        total.iter_mut().zip(sums).for_each(|(t, s)| *t += s);
+    }
+    let db = total.split_off(kernel_len);
     Ok((
-        dx,
-        Tensor::from_vec(total, &kshape)?,
+        Tensor::from_vec(total, kshape)?,
         Tensor::from_vec(db, &[filters])?,
     ))
 }

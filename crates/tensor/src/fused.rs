@@ -12,8 +12,8 @@
 
 use crate::buffer::take;
 use crate::conv::{
-    Conv2dGeometry, DIRECT_MAX_PATCH, Pool2dGeometry, check_kernel, conv_row, gather_windows,
-    kernel_sums_row,
+    Conv2dGeometry, DIRECT_MAX_PATCH, Pool2dGeometry, add_image_sums, check_kernel, conv_row,
+    gather_windows, kernel_sums_row,
 };
 use crate::error::{Result, TensorError};
 use crate::parallel;
@@ -112,7 +112,7 @@ pub fn conv2d_max_pool_with(
             let conv_row_len = conv.out_w * filters;
             let mut scratch = vec![0.0f32; pool.k_h * conv_row_len];
             let mut windows = vec![0.0f32; conv.out_w * conv.patch_len()];
-            let mut slot = vec![0.0f32; filters];
+            let mut positions = Vec::with_capacity(pool.k_h * pool.k_w);
             for (r, (o_row, w_row)) in block.iter_mut().enumerate() {
                 let (n, ph) = ((first + r) / pool.out_h, (first + r) % pool.out_h);
                 for kh in 0..pool.k_h {
@@ -122,7 +122,7 @@ pub fn conv2d_max_pool_with(
                         epilogue(row);
                     }
                 }
-                pool_row_dispatch(pool, &scratch, filters, ph, (o_row, w_row), &mut slot);
+                pool_row_dispatch(pool, &scratch, filters, ph, (o_row, w_row), &mut positions);
             }
         });
     }
@@ -153,13 +153,13 @@ simd::dispatch! {
         filters: usize,
         ph: usize,
         out: (&mut [f32], &mut [u8]),
-        slot: &mut [f32],
+        positions: &mut Vec<(usize, f32)>,
     ) => pool_row
 }
 
 /// Pools pooled row `ph` from the convolution rows in `scratch` (row `kh` of the window at
-/// `kh * out_w * F`), recording each winner's window offset. `slot` is `F` values of scratch: the
-/// offsets are tracked as floats next to the maxima so that the selects vectorize.
+/// `kh * out_w * F`), recording each winner's window offset (tracked as a float next to the
+/// maximum, so that the selects vectorize). `positions` is scratch for a window's positions.
 #[inline(always)]
 fn pool_row<const FMA: bool>(
     pool: &Pool2dGeometry,
@@ -167,11 +167,9 @@ fn pool_row<const FMA: bool>(
     filters: usize,
     ph: usize,
     (out, winners): (&mut [f32], &mut [u8]),
-    slot: &mut [f32],
+    positions: &mut Vec<(usize, f32)>,
 ) {
     let conv_row_len = pool.in_w * filters;
-    let _ = slot;
-    let mut positions: Vec<(usize, f32)> = Vec::with_capacity(pool.k_h * pool.k_w);
     for pw in 0..pool.out_w {
         // The window's positions inside the convolution output, in window order.
         positions.clear();
@@ -284,15 +282,7 @@ pub fn conv2d_max_pool_backward_params(
             }
         });
     }
-    let mut total = vec![0.0f32; width];
-    for sums in partial.chunks_exact(width) {
-        total.iter_mut().zip(sums).for_each(|(t, s)| *t += s);
-    }
-    let db = total.split_off(patch * filters);
-    Ok((
-        Tensor::from_vec(total, &kshape)?,
-        Tensor::from_vec(db, &[filters])?,
-    ))
+    add_image_sums(&partial, &kshape)
 }
 
 simd::dispatch! {
