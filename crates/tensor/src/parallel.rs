@@ -172,6 +172,31 @@ pub fn for_row_blocks<T: Send>(
     run_each(blocks, |(first, block)| f(first, block));
 }
 
+/// `[f(0), f(1), ..., f(n - 1)]`, the calls spread over the [threads](num_threads) (the calling
+/// thread computes `f(0)`): for coarse, independent pieces of work such as the shards of a
+/// batch. With one thread, or when called from inside another parallel piece, every call runs
+/// on the calling thread, in order. The results come back in index order whichever thread
+/// computed them.
+///
+/// ```
+/// use gradus_tensor::parallel::map;
+///
+/// let squares = map(5, |i| i * i);
+/// assert_eq!(squares, [0, 1, 4, 9, 16]);
+/// ```
+pub fn map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    let mut slots: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    for_row_blocks(&mut slots, 1, 1, |first, block| {
+        for (j, slot) in block.iter_mut().enumerate() {
+            *slot = Some(f(first + j));
+        }
+    });
+    slots
+        .into_iter()
+        .map(|slot| slot.expect("every index is computed once"))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
