@@ -37,10 +37,11 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for OutPtr {}
 
-/// Products with fewer multiply-adds than this (about a millisecond of one core) run on the
-/// calling thread: handing work to another thread and waiting for it costs a few hundred
-/// microseconds of wake-up latency on small virtual machines, more than a smaller product saves.
-const PARALLEL_MIN_MACS: usize = 1 << 26;
+/// Products with fewer multiply-adds than this (about 15 microseconds of one core) run on the
+/// calling thread. Handing a piece to a spinning worker costs about a microsecond
+/// ([`parallel`](crate::parallel)), but each piece packs its own copy of the shared operand, so a
+/// product must be a few times larger than that to gain.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// `C <- alpha A B + beta C` for an `m x k` A, `k x n` B and `m x n` C.
 ///

@@ -12,6 +12,14 @@
 //! not depend on the thread count and are added in a fixed order. One thread and sixteen give
 //! bit-identical values.
 //!
+//! **The pool**: `n - 1` worker threads, started at the first parallel region; the thread that
+//! opens a region works on it too, and each piece goes to whichever thread is free. An idle
+//! worker spins for a couple of milliseconds watching for the next region before it sleeps, so
+//! that the back-to-back regions of a training step are handed over in about a microsecond
+//! instead of a wake-up through the operating system (hundreds of microseconds on a virtual
+//! machine). A region opened from inside another one, or while another thread's region holds
+//! the pool, runs on the calling thread.
+//!
 //! ```
 //! use gradus_tensor::{Tensor, parallel};
 //!
@@ -24,16 +32,35 @@
 //! # Ok::<(), gradus_tensor::TensorError>(())
 //! ```
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::any::Any;
+use std::cell::Cell;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// The thread count; 0 until it is first resolved.
 static THREADS: AtomicUsize = AtomicUsize::new(0);
 /// The worker pool for the current count above one (rebuilt when the count changes).
-static POOL: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
+static POOL: Mutex<Option<Arc<Pool>>> = Mutex::new(None);
 
 /// The environment variable that sets the default thread count.
 pub const ENV_VAR: &str = "GRADUS_NUM_THREADS";
+
+/// How long an idle worker keeps watching for the next parallel region before it sleeps.
+///
+/// A training step runs its parallel regions a few tens of microseconds apart; a worker that
+/// slept between them would be woken through the kernel at every region (a few hundred
+/// microseconds on a virtual machine), which costs more than the small regions save. Spinning
+/// only while regions keep coming, and sleeping after this long without one, keeps idle
+/// programs off the CPU.
+const SPIN: Duration = Duration::from_millis(2);
+
+thread_local! {
+    /// Whether this thread is running a piece of a parallel region (or is a worker): a parallel
+    /// call made from there runs serially on this thread instead of waiting on the busy pool.
+    static IN_REGION: Cell<bool> = const { Cell::new(false) };
+}
 
 /// The number of threads the kernels use (at least 1).
 pub fn num_threads() -> usize {
@@ -65,23 +92,220 @@ fn default_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// The pool of `n - 1` workers for `n > 1` threads (the calling thread is the n-th), built on
-/// first use and rebuilt when `n` changes. `None` when a pool cannot be built (the caller then
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The body of a region, its lifetime erased (see [`Job::body`]).
+type Body = dyn Fn(usize) + Sync + 'static;
+
+/// One parallel region: `n` pieces, claimed one at a time by whichever thread is free.
+struct Job {
+    /// The region's closure. It lives on the submitting thread's stack, which outlives every
+    /// call: a piece is called only after being claimed with an index below `n`, and the
+    /// submitter returns only once `left` is zero, that is once every claimed piece has
+    /// finished. A late worker that still holds the job claims an index `>= n` and never calls
+    /// it.
+    body: *const Body,
+    n: usize,
+    /// The next unclaimed piece.
+    next: AtomicUsize,
+    /// The pieces not yet finished.
+    left: AtomicUsize,
+    /// The first panic of a piece, re-raised on the submitting thread.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+// SAFETY: `body` points to a `Sync` closure that outlives every use (see `Job::body`); the other
+// fields are atomics and a mutex.
+unsafe impl Send for Job {}
+// SAFETY: as for `Send`: shared access only calls the `Sync` closure.
+unsafe impl Sync for Job {}
+
+impl Job {
+    /// Claims and runs pieces until none is left unclaimed.
+    fn work(&self) {
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= self.n {
+                return;
+            }
+            // SAFETY: `i < n` was claimed by this thread only, so the submitter is still waiting
+            // for this piece and the closure is alive (see `Job::body`).
+            let body = unsafe { &*self.body };
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| body(i))) {
+                lock(&self.panic).get_or_insert(payload);
+            }
+            // Release: the piece's writes are visible to the submitter once it sees the count.
+            self.left.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// What the submitting thread and the workers share.
+struct Shared {
+    /// Bumped once per region (and at shutdown): a worker that sees it change looks for work.
+    epoch: AtomicU64,
+    /// The current region, if any.
+    job: Mutex<Option<Arc<Job>>>,
+    /// Workers asleep on `wake`, so that a submitter knows whether to wake them.
+    sleepers: AtomicUsize,
+    sleep: Mutex<()>,
+    wake: Condvar,
+    stop: AtomicBool,
+}
+
+/// `threads - 1` workers; the thread that submits a region works on it too.
+struct Pool {
+    threads: usize,
+    shared: Arc<Shared>,
+    /// Set while a region runs: another thread that wants the pool meanwhile runs serially.
+    busy: AtomicBool,
+}
+
+impl Pool {
+    /// `None` when a worker thread cannot be started.
+    fn new(threads: usize) -> Option<Pool> {
+        let shared = Arc::new(Shared {
+            epoch: AtomicU64::new(0),
+            job: Mutex::new(None),
+            sleepers: AtomicUsize::new(0),
+            sleep: Mutex::new(()),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let pool = Pool {
+            threads,
+            shared,
+            busy: AtomicBool::new(false),
+        };
+        for i in 1..threads {
+            let shared = Arc::clone(&pool.shared);
+            std::thread::Builder::new()
+                .name(format!("gradus-worker-{i}"))
+                .spawn(move || worker(&shared))
+                .ok()?; // dropping `pool` stops the workers already started
+        }
+        Some(pool)
+    }
+
+    /// Runs `body(i)` for `i in 0..n` on the workers and this thread; `false` (nothing run) when
+    /// the pool is busy with another thread's region.
+    fn try_run(&self, n: usize, body: &(dyn Fn(usize) + Sync)) -> bool {
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        // SAFETY: only the lifetime is erased; `Job::body` says why the closure outlives its uses.
+        let body: &'static Body = unsafe { std::mem::transmute(body) };
+        let job = Arc::new(Job {
+            body,
+            n,
+            next: AtomicUsize::new(0),
+            left: AtomicUsize::new(n),
+            panic: Mutex::new(None),
+        });
+        let shared = &*self.shared;
+        *lock(&shared.job) = Some(Arc::clone(&job));
+        shared.epoch.fetch_add(1, Ordering::SeqCst);
+        if shared.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = lock(&shared.sleep);
+            shared.wake.notify_all();
+        }
+        let was = IN_REGION.with(|r| r.replace(true));
+        job.work();
+        IN_REGION.with(|r| r.set(was));
+        let mut spins = 0u32;
+        while job.left.load(Ordering::Acquire) != 0 {
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(1024) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        *lock(&shared.job) = None;
+        self.busy.store(false, Ordering::Release);
+        if let Some(payload) = lock(&job.panic).take() {
+            panic::resume_unwind(payload);
+        }
+        true
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let shared = &*self.shared;
+        shared.stop.store(true, Ordering::SeqCst);
+        shared.epoch.fetch_add(1, Ordering::SeqCst);
+        let _guard = lock(&shared.sleep);
+        shared.wake.notify_all();
+    }
+}
+
+/// A worker: waits for a region, works on it, and again, until the pool is dropped.
+fn worker(shared: &Shared) {
+    IN_REGION.with(|r| r.set(true));
+    let mut seen = 0;
+    loop {
+        seen = wait_for_region(shared, seen);
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let job = lock(&shared.job).clone();
+        if let Some(job) = job {
+            job.work();
+        }
+    }
+}
+
+/// Waits until the epoch differs from `seen` and returns it: spinning for [`SPIN`], then asleep.
+fn wait_for_region(shared: &Shared, seen: u64) -> u64 {
+    let start = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        let epoch = shared.epoch.load(Ordering::Acquire);
+        if epoch != seen {
+            return epoch;
+        }
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(256) && start.elapsed() > SPIN {
+            break;
+        }
+        std::hint::spin_loop();
+    }
+    let mut guard = lock(&shared.sleep);
+    shared.sleepers.fetch_add(1, Ordering::SeqCst);
+    loop {
+        // SeqCst with the submitter's bump-then-check: either this load sees the new epoch or
+        // the submitter sees this sleeper and notifies under the lock.
+        let epoch = shared.epoch.load(Ordering::SeqCst);
+        if epoch != seen {
+            shared.sleepers.fetch_sub(1, Ordering::SeqCst);
+            return epoch;
+        }
+        guard = shared
+            .wake
+            .wait(guard)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+/// The pool for `n > 1` threads, built on first use and rebuilt when `n` changes (the old
+/// workers stop once no region uses them). `None` when a pool cannot be built (the caller then
 /// runs everything on its own thread).
-fn pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
-    let mut slot = POOL.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some((count, pool)) = slot.as_ref()
-        && *count == n
+fn pool(n: usize) -> Option<Arc<Pool>> {
+    let mut slot = lock(&POOL);
+    if let Some(pool) = slot.as_ref()
+        && pool.threads == n
     {
         return Some(Arc::clone(pool));
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(n - 1)
-        .thread_name(|i| format!("gradus-worker-{i}"))
-        .build()
-        .ok()
-        .map(Arc::new)?;
-    *slot = Some((n, Arc::clone(&pool)));
+    let pool = Arc::new(Pool::new(n)?);
+    *slot = Some(Arc::clone(&pool));
     Some(pool)
 }
 
@@ -102,35 +326,22 @@ pub(crate) fn pieces(len: usize, grain: usize) -> usize {
     }
 }
 
-/// Runs `f(i)` for `i in 0..n`: `f(0)` on the calling thread, the others on the worker pool
-/// (so that one piece of work never waits for a worker to wake up). Each call must be
-/// independent of the others (the order is unspecified).
+/// Runs `f(i)` for `i in 0..n`, spread over the calling thread and the workers (each piece is
+/// claimed by whichever thread is free, so a region never waits for a worker to wake up). Each
+/// call must be independent of the others (the order is unspecified). Runs everything on the
+/// calling thread, in order, with one thread, inside another region, or while another thread's
+/// region holds the pool.
 pub(crate) fn run(n: usize, f: impl Fn(usize) + Sync + Send) {
-    let pieces: Vec<usize> = (0..n).collect();
-    run_each(pieces, f);
-}
-
-/// Runs `f` on every item, the first on the calling thread and the others on the worker pool.
-fn run_each<I: Send>(items: Vec<I>, f: impl Fn(I) + Sync + Send) {
-    let mut items = items.into_iter();
-    let Some(first) = items.next() else { return };
-    if items.len() == 0 {
-        f(first);
+    let threads = num_threads();
+    if n > 1
+        && threads > 1
+        && !IN_REGION.with(Cell::get)
+        && let Some(pool) = pool(threads)
+        && pool.try_run(n, &f)
+    {
         return;
     }
-    match pool(num_threads()) {
-        Some(pool) => pool.in_place_scope(|scope| {
-            let f = &f;
-            for item in items {
-                scope.spawn(move |_| f(item));
-            }
-            f(first);
-        }),
-        None => {
-            f(first);
-            items.for_each(f);
-        }
-    }
+    (0..n).for_each(f);
 }
 
 /// Calls `f(first_row, block)` on consecutive blocks of whole rows of `out` (rows of `row_len`
@@ -164,16 +375,12 @@ pub fn for_row_blocks<T: Send>(
         return;
     }
     let per = rows.div_ceil(n);
-    let blocks: Vec<(usize, &mut [T])> = out
-        .chunks_mut(per * row_len)
-        .enumerate()
-        .map(|(i, block)| (i * per, block))
-        .collect();
-    run_each(blocks, |(first, block)| f(first, block));
+    let blocks: Vec<Mutex<&mut [T]>> = out.chunks_mut(per * row_len).map(Mutex::new).collect();
+    run(blocks.len(), |i| f(i * per, &mut lock(&blocks[i])));
 }
 
 /// `[f(0), f(1), ..., f(n - 1)]`, the calls spread over the [threads](num_threads) (the calling
-/// thread computes `f(0)`): for coarse, independent pieces of work such as the shards of a
+/// thread takes part): for coarse, independent pieces of work such as the shards of a
 /// batch. With one thread, or when called from inside another parallel piece, every call runs
 /// on the calling thread, in order. The results come back in index order whichever thread
 /// computed them.
@@ -201,8 +408,82 @@ pub fn map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
 mod tests {
     use super::*;
 
+    /// The tests that change the process-wide thread count run one at a time.
+    static COUNT: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn pieces_run_once_each_across_threads_and_nested_calls_run_serially() {
+        let _count = lock(&COUNT);
+        set_num_threads(3);
+        for n in [0, 1, 2, 3, 7, 64] {
+            let got = map(n, |i| {
+                // A region inside a piece runs on this thread, in order.
+                let inner = map(3, |j| (std::thread::current().id(), j));
+                let here = std::thread::current().id();
+                assert!(inner.iter().all(|&(id, _)| id == here));
+                assert_eq!(inner.iter().map(|&(_, j)| j).collect::<Vec<_>>(), [0, 1, 2]);
+                i * 10
+            });
+            assert_eq!(got, (0..n).map(|i| i * 10).collect::<Vec<_>>());
+        }
+        set_num_threads(0);
+    }
+
+    #[test]
+    fn a_panicking_piece_panics_the_caller_and_the_pool_still_works() {
+        let _count = lock(&COUNT);
+        set_num_threads(2);
+        let caught = std::panic::catch_unwind(|| {
+            map(8, |i| {
+                assert!(i != 5, "piece 5 fails");
+                i
+            })
+        });
+        let message = caught.expect_err("the panic of piece 5 reaches the caller");
+        assert_eq!(message.downcast_ref::<&str>(), Some(&"piece 5 fails"));
+        assert_eq!(map(4, |i| i + 1), [1, 2, 3, 4]);
+        set_num_threads(0);
+    }
+
+    #[test]
+    fn several_threads_may_submit_at_once_and_counts_may_change() {
+        let _count = lock(&COUNT);
+        for threads in [2, 4, 2] {
+            set_num_threads(threads);
+            std::thread::scope(|scope| {
+                let callers: Vec<_> = (0..4)
+                    .map(|c| scope.spawn(move || (0..50).map(|r| map(5, |i| c + r + i)).collect()))
+                    .collect();
+                for (c, caller) in callers.into_iter().enumerate() {
+                    let results: Vec<Vec<usize>> = caller.join().expect("no panic");
+                    for (r, got) in results.iter().enumerate() {
+                        assert_eq!(*got, (0..5).map(|i| c + r + i).collect::<Vec<_>>());
+                    }
+                }
+            });
+        }
+        set_num_threads(0);
+    }
+
+    #[test]
+    fn sleeping_workers_are_woken() {
+        let _count = lock(&COUNT);
+        set_num_threads(2);
+        assert_eq!(map(2, |i| i), [0, 1]);
+        // Longer than the spin: the worker is asleep when the next region comes.
+        std::thread::sleep(SPIN * 3);
+        let ids = map(64, |_| {
+            std::thread::sleep(Duration::from_micros(200));
+            std::thread::current().id()
+        });
+        let here = std::thread::current().id();
+        assert!(ids.iter().any(|&id| id != here), "the worker took no piece");
+        set_num_threads(0);
+    }
+
     #[test]
     fn row_blocks_cover_every_row_once() {
+        let _count = lock(&COUNT);
         set_num_threads(2);
         let mut out = vec![0usize; 7 * 3];
         for_row_blocks(&mut out, 3, 1, |first, block| {
