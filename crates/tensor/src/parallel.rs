@@ -417,10 +417,11 @@ mod tests {
         set_num_threads(3);
         for n in [0, 1, 2, 3, 7, 64] {
             let got = map(n, |i| {
-                // A region inside a piece runs on this thread, in order.
+                // A region inside a piece runs on this thread, in order (with one piece there is
+                // no outer region, and the inner one may use the pool).
                 let inner = map(3, |j| (std::thread::current().id(), j));
                 let here = std::thread::current().id();
-                assert!(inner.iter().all(|&(id, _)| id == here));
+                assert!(n < 2 || inner.iter().all(|&(id, _)| id == here));
                 assert_eq!(inner.iter().map(|&(_, j)| j).collect::<Vec<_>>(), [0, 1, 2]);
                 i * 10
             });
