@@ -157,6 +157,21 @@ pub trait Layer: Send + Sync + fmt::Debug {
         let _ = (next, x, training);
         None
     }
+
+    /// Whether the layer may run on a batch cut into shards: `true` when, for every split of a
+    /// batch into contiguous row ranges, `call` on the whole batch equals `call` on each range
+    /// with the outputs concatenated (the same rows, up to float rounding), and the call has no
+    /// side effect that depends on the split (no statistics over the batch, no random draws
+    /// from a stream, no state updated per call). A model's `fit` then may run the shards of
+    /// a batch on separate threads and add their gradients.
+    ///
+    /// `false` by default, so that a layer that reads the whole batch (its mean, a random
+    /// stream) stays correct; the built-in layers that act on each sample alone answer
+    /// `true` (Dropout only when it drops nothing, BatchNormalization only outside training).
+    fn splits_over_batch(&self, training: bool) -> bool {
+        let _ = training;
+        false
+    }
 }
 
 /// A pooling window: `(pool_size, strides, padding)`.
@@ -209,6 +224,9 @@ impl<L: Layer + ?Sized> Layer for Box<L> {
         training: bool,
     ) -> Option<Result<Var<'t>>> {
         (**self).call_with_next(next, x, training)
+    }
+    fn splits_over_batch(&self, training: bool) -> bool {
+        (**self).splits_over_batch(training)
     }
 }
 

@@ -2,10 +2,12 @@
 
 use gradus_autograd::{Tape, Var, Variable, apply_gradients};
 use gradus_layers::LayerExt;
-use gradus_losses::Loss;
+use std::ops::Range;
+
 use gradus_losses::metrics::{Mean, Metric, compile_metric};
+use gradus_losses::{LOSS_CLASSES, Loss, Reduction};
 use gradus_optim::Optimizer;
-use gradus_tensor::{Rng, Tensor};
+use gradus_tensor::{Rng, Tensor, parallel};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -473,7 +475,7 @@ impl<N: Network> Model<N> {
         let mut outs = Vec::with_capacity(n.div_ceil(batch_size));
         for start in (0..n).step_by(batch_size) {
             let xb = x.slice_axis(0, start, (start + batch_size).min(n))?;
-            outs.push(self.network.call(&Var::constant(xb), false)?.into_value());
+            outs.push(predict_batch(&self.network, xb)?);
         }
         if outs.len() == 1 {
             return Ok(outs.pop().expect("one batch"));
@@ -686,17 +688,28 @@ impl<N: Network> Model<N> {
                     ),
                     None => (x.slice_axis(0, start, end)?, y.slice_axis(0, start, end)?),
                 };
-                let (loss, y_pred, grads) = {
-                    let tape = Tape::new();
-                    let out = network.call(&tape.constant(xb), true)?;
-                    compiled.resolve(yb.shape(), out.shape())?;
-                    let mut loss = compiled.loss().call(&yb, &out)?;
-                    if let Some(reg) = network.regularization_loss(Some(&tape))? {
-                        loss = loss.add(&reg)?;
+                let plan = compiled
+                    .loss
+                    .as_deref()
+                    .and_then(|loss| shard_plan(network, loss, end - start, true));
+                let sharded = plan.map(|(loss_fn, reduction, shards)| {
+                    let xy = (&xb, &yb);
+                    sharded_train_step(network, (loss_fn, reduction), &shards, xy, &trainable_refs)
+                });
+                // The tapes are dropped: the step updates the variables in place.
+                let (loss, y_pred, grads) = match sharded {
+                    None => whole_train_step(network, compiled, xb, &yb, &trainable_refs)?,
+                    Some(Ok(step)) => {
+                        compiled.resolve(yb.shape(), step.1.shape())?; // metrics named at compile
+                        step
                     }
-                    let grads = tape.gradient(&loss, &trainable_refs)?;
-                    (loss.item()?, out.into_value(), grads)
-                }; // the tape is dropped: the step updates the variables in place
+                    // The whole batch gives the error one thread gives (positions and shapes
+                    // in the batch, not in a shard); nothing is applied either way.
+                    Some(Err(e)) => {
+                        whole_train_step(network, compiled, xb, &yb, &trainable_refs)?;
+                        return Err(e);
+                    }
+                };
                 if loss.is_finite() || !callbacks.iter().any(|c| c.skips_non_finite_steps()) {
                     apply_gradients(&mut compiled.optimizer, &grads, &trainable_refs)?;
                 }
@@ -831,11 +844,27 @@ fn evaluate_batches<N: Network>(
     for start in (0..n).step_by(batch_size) {
         let end = (start + batch_size).min(n);
         let (xb, yb) = (x.slice_axis(0, start, end)?, y.slice_axis(0, start, end)?);
-        let out = network.call(&Var::constant(xb), false)?;
-        compiled.resolve(yb.shape(), out.shape())?;
-        let loss = compiled.loss().call(&yb, &out)?.item()? + reg;
+        let plan = compiled
+            .loss
+            .as_deref()
+            .and_then(|loss| shard_plan(network, loss, end - start, false));
+        let sharded = plan.map(|(loss_fn, reduction, shards)| {
+            sharded_eval_step(network, (loss_fn, reduction), &shards, (&xb, &yb))
+        });
+        let (loss, y_pred) = match sharded {
+            None => whole_eval_step(network, compiled, xb, &yb)?,
+            Some(Ok(step)) => {
+                compiled.resolve(yb.shape(), step.1.shape())?; // metrics named at compile
+                step
+            }
+            // The error of the whole batch, as with one thread.
+            Some(Err(e)) => {
+                whole_eval_step(network, compiled, xb, &yb)?;
+                return Err(e);
+            }
+        };
+        let loss = loss + reg;
         tracker.update_scalar(loss, (end - start) as f32);
-        let y_pred = out.into_value();
         for m in compiled.metrics_mut() {
             m.update_state(&yb, &y_pred, None)?;
         }
@@ -843,6 +872,226 @@ fn evaluate_batches<N: Network>(
     let logs = compiled.logs(&tracker);
     compiled.reset_metrics();
     Ok(logs)
+}
+
+/// One training batch run whole under one tape: the loss (regularization included), the
+/// predictions and the gradients of `trainable` (resolving the loss and metrics named at
+/// compile on the first batch).
+fn whole_train_step<N: Network>(
+    network: &N,
+    compiled: &mut Compiled,
+    x: Tensor,
+    y: &Tensor,
+    trainable: &[&Variable],
+) -> Result<(f32, Tensor, Vec<Tensor>)> {
+    let tape = Tape::new();
+    let out = network.call(&tape.constant(x), true)?;
+    compiled.resolve(y.shape(), out.shape())?;
+    let mut loss = compiled.loss().call(y, &out)?;
+    if let Some(reg) = network.regularization_loss(Some(&tape))? {
+        loss = loss.add(&reg)?;
+    }
+    let grads = tape.gradient(&loss, trainable)?;
+    Ok((loss.item()?, out.into_value(), grads))
+}
+
+/// One evaluation batch run whole in inference mode: the loss without regularization and the
+/// predictions.
+fn whole_eval_step<N: Network>(
+    network: &N,
+    compiled: &mut Compiled,
+    x: Tensor,
+    y: &Tensor,
+) -> Result<(f32, Tensor)> {
+    let out = network.call(&Var::constant(x), false)?;
+    compiled.resolve(y.shape(), out.shape())?;
+    let loss = compiled.loss().call(y, &out)?.item()?;
+    Ok((loss, out.into_value()))
+}
+
+/// The fewest rows a shard of a batch gets: below, a thread's share of the work does not pay
+/// for handing it over.
+const MIN_SHARD_ROWS: usize = 32;
+
+/// The contiguous row ranges a batch of `rows` samples is cut into:
+/// `min(threads, rows / MIN_SHARD_ROWS)` ranges of near-equal sizes (the first ones one row
+/// longer), or `None` when that is fewer than two.
+fn shard_ranges(rows: usize) -> Option<Vec<Range<usize>>> {
+    match parallel::num_threads() {
+        0 | 1 => None,
+        threads => cut(rows, threads),
+    }
+}
+
+/// [`shard_ranges`] for `threads` threads.
+fn cut(rows: usize, threads: usize) -> Option<Vec<Range<usize>>> {
+    let shards = threads.min(rows / MIN_SHARD_ROWS);
+    if shards < 2 {
+        return None;
+    }
+    let (base, longer) = (rows / shards, rows % shards);
+    let mut start = 0;
+    Some(
+        (0..shards)
+            .map(|i| {
+                let end = start + base + usize::from(i < longer);
+                let range = start..end;
+                start = end;
+                range
+            })
+            .collect(),
+    )
+}
+
+/// The reduction of `loss` when the loss of a batch is the sum of parts computed shard by
+/// shard with [`loss_part`]: a built-in loss (whose `call` reduces its per-sample losses and
+/// nothing else) that reduces by [`Reduction::Sum`] or [`Reduction::SumOverBatchSize`], and
+/// ignores no class (that mean is over the valid samples of the whole batch). `None` for any
+/// other loss, which is then computed on the whole batch.
+fn additive_reduction(loss: &dyn Loss) -> Option<Reduction> {
+    let config = loss.config();
+    let additive = matches!(
+        config.reduction,
+        Reduction::Sum | Reduction::SumOverBatchSize
+    ) && config.ignore_class.is_none()
+        && LOSS_CLASSES.contains(&config.class_name.as_str())
+        && gradus_losses::from_config(&config).is_ok_and(|built_in| built_in.config() == config);
+    additive.then_some(config.reduction)
+}
+
+/// How a batch of `rows` samples is cut for `network` (run with `training`) and `loss`: the
+/// loss, its additive reduction and the shards' row ranges; `None` to run the batch whole
+/// (one thread, a small batch, a network or loss that does not split).
+fn shard_plan<'l, N: Network>(
+    network: &N,
+    loss: &'l dyn Loss,
+    rows: usize,
+    training: bool,
+) -> Option<(&'l dyn Loss, Reduction, Vec<Range<usize>>)> {
+    let shards = shard_ranges(rows)?;
+    let reduction = additive_reduction(loss)?;
+    network
+        .splits_over_batch(training)
+        .then_some((loss, reduction, shards))
+}
+
+/// A shard's part of a batch's loss: the sum of its per-sample losses, divided, for
+/// [`Reduction::SumOverBatchSize`], by the number of per-sample losses of the whole batch of
+/// `rows` samples (so that the parts add up to the batch's loss).
+fn loss_part<'t>(
+    (loss, reduction): (&dyn Loss, Reduction),
+    y_true: &Tensor,
+    y_pred: &Var<'t>,
+    rows: usize,
+) -> Result<Var<'t>> {
+    let values = loss.per_sample(y_true, y_pred)?;
+    let sum = values.sum_all();
+    Ok(match reduction {
+        Reduction::Sum => sum,
+        _ => {
+            let per_row = values.len() / y_pred.shape()[0].max(1);
+            sum.div_scalar((per_row * rows) as f32)
+        }
+    })
+}
+
+/// One training batch `(x, y)` cut into `shards`, each run on a thread with its own tape: the
+/// loss (regularization added once, in the first shard), the predictions and the gradients
+/// of `trainable`. The loss and each gradient are the sums of the shards' parts in shard
+/// order; the predictions are the shards' outputs concatenated.
+///
+/// # Errors
+/// The first error of a shard, in shard order (nothing is returned to apply then).
+fn sharded_train_step<N: Network>(
+    network: &N,
+    loss: (&dyn Loss, Reduction),
+    shards: &[Range<usize>],
+    (x, y): (&Tensor, &Tensor),
+    trainable: &[&Variable],
+) -> Result<(f32, Tensor, Vec<Tensor>)> {
+    let rows = x.shape()[0];
+    let parts = parallel::map(shards.len(), |i| -> Result<(f32, Tensor, Vec<Tensor>)> {
+        let Range { start, end } = shards[i];
+        let tape = Tape::new();
+        let out = network.call(&tape.constant(x.slice_axis(0, start, end)?), true)?;
+        let mut part = loss_part(loss, &y.slice_axis(0, start, end)?, &out, rows)?;
+        if i == 0
+            && let Some(reg) = network.regularization_loss(Some(&tape))?
+        {
+            part = part.add(&reg)?;
+        }
+        let grads = tape.gradient(&part, trainable)?;
+        Ok((part.item()?, out.into_value(), grads))
+    });
+    let parts = parts.into_iter().collect::<Result<Vec<_>>>()?;
+    let loss = parts.iter().map(|p| p.0).sum();
+    let y_pred = concat_rows(parts.iter().map(|p| &p.1).collect())?;
+    let mut grads = parts.into_iter().map(|p| p.2);
+    let mut total = grads.next().unwrap_or_default();
+    for part in grads {
+        for (sum, g) in total.iter_mut().zip(part) {
+            let g = g.to_contiguous();
+            let g = g.as_slice().expect("contiguous");
+            sum.as_slice_mut()
+                .iter_mut()
+                .zip(g)
+                .for_each(|(s, g)| *s += g);
+        }
+    }
+    Ok((loss, y_pred, total))
+}
+
+/// One evaluation batch `(x, y)` cut into `shards`, each run on a thread in inference mode:
+/// the loss without regularization (the sum of the shards' parts in shard order) and the
+/// predictions (the shards' outputs concatenated).
+///
+/// # Errors
+/// The first error of a shard, in shard order.
+fn sharded_eval_step<N: Network>(
+    network: &N,
+    loss: (&dyn Loss, Reduction),
+    shards: &[Range<usize>],
+    (x, y): (&Tensor, &Tensor),
+) -> Result<(f32, Tensor)> {
+    let rows = x.shape()[0];
+    let parts = parallel::map(shards.len(), |i| -> Result<(f32, Tensor)> {
+        let Range { start, end } = shards[i];
+        let out = network.call(&Var::constant(x.slice_axis(0, start, end)?), false)?;
+        let part = loss_part(loss, &y.slice_axis(0, start, end)?, &out, rows)?;
+        Ok((part.item()?, out.into_value()))
+    });
+    let parts = parts.into_iter().collect::<Result<Vec<_>>>()?;
+    let loss = parts.iter().map(|p| p.0).sum();
+    let y_pred = concat_rows(parts.iter().map(|p| &p.1).collect())?;
+    Ok((loss, y_pred))
+}
+
+/// The outputs of `network` for a batch `x` in inference mode, shard by shard on the threads
+/// when the batch is large enough and the network splits.
+fn predict_batch<N: Network>(network: &N, x: Tensor) -> Result<Tensor> {
+    let shards = shard_ranges(x.shape()[0]).filter(|_| network.splits_over_batch(false));
+    let whole = |x: Tensor| Ok(network.call(&Var::constant(x), false)?.into_value());
+    let Some(shards) = shards else {
+        return whole(x);
+    };
+    let parts = parallel::map(shards.len(), |i| -> Result<Tensor> {
+        let Range { start, end } = shards[i];
+        let xs = x.slice_axis(0, start, end)?;
+        Ok(network.call(&Var::constant(xs), false)?.into_value())
+    });
+    match parts.into_iter().collect::<Result<Vec<_>>>() {
+        Ok(parts) => concat_rows(parts.iter().collect()),
+        // The error of the whole batch, as with one thread.
+        Err(e) => whole(x).and(Err(e)),
+    }
+}
+
+/// `parts` concatenated along the batch axis (the one part itself when there is one).
+fn concat_rows(mut parts: Vec<&Tensor>) -> Result<Tensor> {
+    if parts.len() == 1 {
+        return Ok(parts.pop().expect("one part").clone());
+    }
+    Ok(Tensor::concat(&parts, 0)?)
 }
 
 fn check_batch_size(batch_size: usize) -> Result<()> {
@@ -924,5 +1173,79 @@ impl<N: Network> Model<N> {
                 )
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gradus_losses::{
+        CategoricalCrossentropy, Huber, MeanSquaredError, SparseCategoricalCrossentropy,
+    };
+
+    use super::*;
+
+    #[test]
+    fn batches_are_cut_into_near_equal_contiguous_shards() {
+        assert_eq!(cut(128, 2), Some(vec![0..64, 64..128]));
+        assert_eq!(cut(100, 3), Some(vec![0..34, 34..67, 67..100]));
+        // At least 32 rows a shard: fewer shards than threads, or none.
+        assert_eq!(cut(70, 4), Some(vec![0..35, 35..70]));
+        assert_eq!(cut(63, 2), None);
+        assert_eq!(cut(1000, 1), None);
+        for (rows, threads) in [(64, 2), (97, 3), (1000, 16), (4096, 5)] {
+            let shards = cut(rows, threads).expect("enough rows");
+            assert_eq!(shards.first().map(|r| r.start), Some(0));
+            assert_eq!(shards.last().map(|r| r.end), Some(rows));
+            assert!(shards.windows(2).all(|w| w[0].end == w[1].start));
+            assert!(shards.iter().all(|r| r.len() >= MIN_SHARD_ROWS));
+        }
+    }
+
+    /// A mean squared error with a `call` of its own, which the shards cannot reproduce.
+    #[derive(Debug)]
+    struct Custom;
+
+    impl Loss for Custom {
+        fn per_sample<'t>(
+            &self,
+            y_true: &Tensor,
+            y_pred: &Var<'t>,
+        ) -> gradus_losses::Result<Var<'t>> {
+            MeanSquaredError::new().per_sample(y_true, y_pred)
+        }
+        fn name(&self) -> &str {
+            "custom"
+        }
+        fn reduction(&self) -> Reduction {
+            Reduction::SumOverBatchSize
+        }
+        fn config(&self) -> gradus_losses::LossConfig {
+            let mut config = MeanSquaredError::new().config();
+            config.class_name = "Custom".into();
+            config
+        }
+    }
+
+    #[test]
+    fn only_built_in_losses_reduced_by_sums_split() {
+        let sum = Reduction::Sum;
+        assert_eq!(
+            additive_reduction(&SparseCategoricalCrossentropy::new()),
+            Some(Reduction::SumOverBatchSize)
+        );
+        assert_eq!(
+            additive_reduction(&CategoricalCrossentropy::new().with_reduction(sum)),
+            Some(sum)
+        );
+        assert_eq!(
+            additive_reduction(&Huber::new()),
+            Some(Reduction::SumOverBatchSize)
+        );
+        // The mean over the valid samples of the whole batch is no sum of shard parts.
+        let ignoring = SparseCategoricalCrossentropy::new().ignore_class(Some(0));
+        assert_eq!(additive_reduction(&ignoring), None);
+        let none = MeanSquaredError::new().with_reduction(Reduction::None);
+        assert_eq!(additive_reduction(&none), None);
+        assert_eq!(additive_reduction(&Custom), None);
     }
 }

@@ -102,6 +102,21 @@ pub trait Network: fmt::Debug + Send + Sync {
         None
     }
 
+    /// Whether [`call`](Network::call) may run on a batch cut into shards: `true` when, for
+    /// every split of a batch into contiguous row ranges, the output of the whole batch equals
+    /// the outputs of the ranges concatenated (the same rows, up to float rounding) and the
+    /// call has no side effect that depends on the split (see
+    /// [`Layer::splits_over_batch`]). [`Model::fit`](crate::Model::fit) then may run the
+    /// shards of a batch on separate threads.
+    ///
+    /// `false` by default, since a `call` written by hand may mix the samples of a batch; a
+    /// network whose `call` keeps samples apart may answer
+    /// `self.layers().iter().all(|l| l.splits_over_batch(training))`, as [`Sequential`] does.
+    fn splits_over_batch(&self, training: bool) -> bool {
+        let _ = training;
+        false
+    }
+
     /// Whether every layer is built.
     fn is_built(&self) -> bool {
         let layers = self.layers();
@@ -323,6 +338,11 @@ impl Network for Sequential {
 
     fn declared_input_shape(&self) -> Option<Vec<usize>> {
         self.input_shape.clone()
+    }
+
+    /// Every layer splits over the batch.
+    fn splits_over_batch(&self, training: bool) -> bool {
+        self.layers.iter().all(|l| l.splits_over_batch(training))
     }
 
     /// The stack rebuilt from its [`config`](Network::config); `None` when a layer is not

@@ -191,6 +191,10 @@ impl Conv2D {
 }
 
 impl Layer for Conv2D {
+    fn splits_over_batch(&self, _training: bool) -> bool {
+        true
+    }
+
     fn class_name(&self) -> &'static str {
         "Conv2D"
     }

@@ -93,6 +93,10 @@ impl Input {
 impl Layer for Input {
     base_methods!("InputLayer");
 
+    fn splits_over_batch(&self, _training: bool) -> bool {
+        true
+    }
+
     fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
         self.base.check_pending()?;
         self.output_shape(input_shape)?;
@@ -179,6 +183,10 @@ impl ActivationLayer {
 impl Layer for ActivationLayer {
     base_methods!("Activation");
 
+    fn splits_over_batch(&self, _training: bool) -> bool {
+        true
+    }
+
     fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
         self.base.check_pending()?;
         self.base.input_shape = Some(input_shape.to_vec());
@@ -244,6 +252,10 @@ impl Default for Flatten {
 
 impl Layer for Flatten {
     base_methods!("Flatten");
+
+    fn splits_over_batch(&self, _training: bool) -> bool {
+        true
+    }
 
     fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
         self.base.check_pending()?;
@@ -331,6 +343,10 @@ impl Reshape {
 
 impl Layer for Reshape {
     base_methods!("Reshape");
+
+    fn splits_over_batch(&self, _training: bool) -> bool {
+        true
+    }
 
     fn build(&mut self, input_shape: &[usize], _rng: &mut Rng) -> Result<()> {
         self.base.check_pending()?;
@@ -482,6 +498,11 @@ impl Dropout {
 
 impl Layer for Dropout {
     base_methods!("Dropout");
+
+    /// Only when nothing is dropped: a mask drawn per shard would change with the split.
+    fn splits_over_batch(&self, training: bool) -> bool {
+        !training || self.args.rate == 0.0
+    }
 
     fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> Result<()> {
         self.base.check_pending()?;

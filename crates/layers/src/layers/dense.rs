@@ -156,6 +156,10 @@ impl Dense {
 }
 
 impl Layer for Dense {
+    fn splits_over_batch(&self, _training: bool) -> bool {
+        true
+    }
+
     fn class_name(&self) -> &'static str {
         "Dense"
     }

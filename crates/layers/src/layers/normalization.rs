@@ -188,6 +188,12 @@ impl Default for BatchNormalization {
 }
 
 impl Layer for BatchNormalization {
+    /// Only outside training: in training the batch statistics (and the moving averages
+    /// updated from them) depend on the split.
+    fn splits_over_batch(&self, training: bool) -> bool {
+        !training
+    }
+
     fn class_name(&self) -> &'static str {
         "BatchNormalization"
     }
@@ -447,6 +453,10 @@ impl Embedding {
 }
 
 impl Layer for Embedding {
+    fn splits_over_batch(&self, _training: bool) -> bool {
+        true
+    }
+
     fn class_name(&self) -> &'static str {
         "Embedding"
     }

@@ -178,6 +178,9 @@ macro_rules! pooling_layer {
         }
 
         impl Layer for $ty {
+            fn splits_over_batch(&self, _training: bool) -> bool {
+                true
+            }
             fn class_name(&self) -> &'static str {
                 self.pool.class()
             }
