@@ -202,6 +202,10 @@ impl LSTM {
 }
 
 impl Layer for LSTM {
+    fn splits_over_batch(&self, _training: bool) -> bool {
+        true
+    }
+
     fn class_name(&self) -> &'static str {
         "LSTM"
     }
