@@ -374,8 +374,18 @@ pub fn conv2d_with(
     let mut out = take(g.positions() * filters);
     let grain = parallel::grain(1 << 15, row_len * patch);
     parallel::for_row_blocks(&mut out, row_len, grain, |first, rows| {
-        direct_rows(&g, x, k, filters, first, rows);
-        epilogue(rows);
+        let mut pad = Vec::new();
+        let mut pad_of = None;
+        for (r, row) in rows.chunks_exact_mut(row_len).enumerate() {
+            let (n, oh) = ((first + r) / g.out_h, (first + r) % g.out_h);
+            if pad_of != Some(n) {
+                pad_image(&g, x, n, &mut pad);
+                pad_of = Some(n);
+            }
+            conv_row(&g, image_view(&g, x, n, &pad), k, filters, oh, row);
+            // The row is still in the first-level cache.
+            epilogue(row);
+        }
     });
     Ok(Tensor::from_parts(out, &g.output_shape(filters)))
 }
@@ -383,74 +393,166 @@ pub fn conv2d_with(
 /// The largest window (`k_h * k_w * C` values) that [`conv2d_with`] computes directly.
 pub const DIRECT_MAX_PATCH: usize = 32;
 
-simd::dispatch! {
-    /// Output image rows `first..` (`rows` holds whole rows of `out_w * filters` values) of a direct
-    /// convolution. On x86-64 CPUs with AVX2 and FMA the same code runs compiled for 8-lane vectors
-    /// with fused multiply-adds; elsewhere each product is rounded before it is added, so the two
-    /// builds may differ in the last bits (each is deterministic, whatever the thread count).
-    fn direct_rows(
-        g: &Conv2dGeometry,
-        x: &[f32],
-        k: &[f32],
-        filters: usize,
-        first: usize,
-        rows: &mut [f32],
-    ) => direct_rows_body
+/// One input image with its zero padding written out (see [`pad_image`] and [`image_view`]):
+/// padded row `r` (input row `r - pad_top`) starts at `r * stride`, so the window of output
+/// pixel `(oh, ow)` holds, for each `kh`, the `k_w * C` consecutive values at padded row
+/// `oh * s_h + kh` from column `ow * s_w` on.
+#[derive(Clone, Copy)]
+pub(crate) struct PaddedImage<'a> {
+    /// The padded rows the windows reach.
+    pub(crate) data: &'a [f32],
+    /// Values per padded row.
+    pub(crate) stride: usize,
 }
 
-/// The body of [`direct_rows`]: for each output image row, gather its windows (zero for
-/// padding), then compute blocks of 4 pixels x 16 filters in registers, each summing
-/// `window[t] * k[t, f]` over `t` in order.
-#[inline(always)]
-fn direct_rows_body<const FMA: bool>(
-    g: &Conv2dGeometry,
-    x: &[f32],
-    k: &[f32],
-    filters: usize,
-    first: usize,
-    rows: &mut [f32],
-) {
-    let mut windows = vec![0.0f32; g.out_w * g.patch_len()];
-    for (r, row) in rows.chunks_exact_mut(g.out_w * filters).enumerate() {
-        let (n, oh) = ((first + r) / g.out_h, (first + r) % g.out_h);
-        conv_row::<FMA>(g, x, k, filters, (n, oh), &mut windows, row);
+impl Conv2dGeometry {
+    /// The padded rows and columns the windows reach: `(out - 1) * s + k` along each axis.
+    fn reach(&self) -> (usize, usize) {
+        (
+            (self.out_h.max(1) - 1) * self.stride_h + self.k_h,
+            (self.out_w.max(1) - 1) * self.stride_w + self.k_w,
+        )
     }
 }
 
-/// Output image row `(n, oh)` of a direct convolution into `row` (`out_w * filters` values),
-/// using `windows` (`out_w * patch` values) as scratch.
-#[inline(always)]
-pub(crate) fn conv_row<const FMA: bool>(
+/// Writes image `n` of `x` with its zero padding into `scratch` when some window reaches the
+/// padding (else leaves `scratch` alone: [`image_view`] then reads `x` itself).
+pub(crate) fn pad_image(g: &Conv2dGeometry, x: &[f32], n: usize, scratch: &mut Vec<f32>) {
+    if !g.has_padding() {
+        return;
+    }
+    let (rows, cols) = g.reach();
+    let (c, stride) = (g.in_c, cols * g.in_c);
+    let line = g.in_w * c;
+    let width = g.in_w.min(cols - g.pad_left) * c;
+    scratch.clear();
+    scratch.resize(rows * stride, 0.0);
+    let own = &x[n * g.in_h * line..(n + 1) * g.in_h * line];
+    let used = rows.saturating_sub(g.pad_top);
+    for (ih, src) in own.chunks_exact(line.max(1)).take(used).enumerate() {
+        let at = (ih + g.pad_top) * stride + g.pad_left * c;
+        scratch[at..at + width].copy_from_slice(&src[..width]);
+    }
+}
+
+/// Image `n` as a [`PaddedImage`]: `x` itself when no window reaches the padding, else the copy
+/// [`pad_image`] wrote into `scratch`.
+pub(crate) fn image_view<'a>(
     g: &Conv2dGeometry,
-    x: &[f32],
+    x: &'a [f32],
+    n: usize,
+    scratch: &'a [f32],
+) -> PaddedImage<'a> {
+    if g.has_padding() {
+        PaddedImage {
+            data: scratch,
+            stride: g.reach().1 * g.in_c,
+        }
+    } else {
+        let image = g.in_h * g.in_w * g.in_c;
+        PaddedImage {
+            data: &x[n * image..(n + 1) * image],
+            stride: g.in_w * g.in_c,
+        }
+    }
+}
+
+simd::dispatch! {
+    /// Output image row `oh` of a direct convolution of one padded image into `row` (`out_w *
+    /// filters` values): blocks of 4 pixels x 16 filters in registers, each summing
+    /// `window[t] * k[t, f]` over the taps `t` in order, the windows read in place. On x86-64
+    /// CPUs with AVX2 and FMA the same code runs compiled for 8-lane vectors with fused
+    /// multiply-adds; elsewhere each product is rounded before it is added, so the two builds
+    /// may differ in the last bits (each is deterministic, whatever the thread count).
+    pub(crate) fn conv_row(
+        g: &Conv2dGeometry,
+        img: PaddedImage<'_>,
+        k: &[f32],
+        filters: usize,
+        oh: usize,
+        row: &mut [f32],
+    ) => conv_row_body
+}
+
+/// The body of [`conv_row`].
+#[inline(always)]
+fn conv_row_body<const FMA: bool>(
+    g: &Conv2dGeometry,
+    img: PaddedImage<'_>,
     k: &[f32],
     filters: usize,
-    (n, oh): (usize, usize),
-    windows: &mut [f32],
+    oh: usize,
     row: &mut [f32],
 ) {
-    let patch = g.patch_len();
-    gather_windows(g, x, n, oh, windows);
+    let top = &img.data[oh * g.stride_h * img.stride..];
     let mut p = 0;
     while p + 4 <= g.out_w {
-        pixel_block::<4, FMA>(
-            &windows[p * patch..],
-            patch,
-            k,
-            filters,
-            &mut row[p * filters..],
-        );
+        let out = &mut row[p * filters..(p + 4) * filters];
+        window_block::<4, FMA>(g, (top, img.stride), p, k, filters, out);
         p += 4;
     }
     while p < g.out_w {
-        pixel_block::<1, FMA>(
-            &windows[p * patch..],
-            patch,
-            k,
-            filters,
-            &mut row[p * filters..],
-        );
+        let out = &mut row[p * filters..(p + 1) * filters];
+        window_block::<1, FMA>(g, (top, img.stride), p, k, filters, out);
         p += 1;
+    }
+}
+
+/// Output pixels `p..p + P` of the row whose windows start at `top` (padded rows of `stride`
+/// values), in tiles of 16, then 8, then 1 filters.
+#[inline(always)]
+fn window_block<const P: usize, const FMA: bool>(
+    g: &Conv2dGeometry,
+    top: (&[f32], usize),
+    p: usize,
+    k: &[f32],
+    filters: usize,
+    out: &mut [f32],
+) {
+    let mut f0 = 0;
+    while f0 + 16 <= filters {
+        window_tile::<P, 16, FMA>(g, top, p, k, (filters, f0), out);
+        f0 += 16;
+    }
+    if f0 + 8 <= filters {
+        window_tile::<P, 8, FMA>(g, top, p, k, (filters, f0), out);
+        f0 += 8;
+    }
+    while f0 < filters {
+        window_tile::<P, 1, FMA>(g, top, p, k, (filters, f0), out);
+        f0 += 1;
+    }
+}
+
+/// One register tile of [`window_block`]: `P` pixels x filters `f0..f0 + T`.
+#[inline(always)]
+fn window_tile<const P: usize, const T: usize, const FMA: bool>(
+    g: &Conv2dGeometry,
+    (top, stride): (&[f32], usize),
+    p: usize,
+    k: &[f32],
+    (filters, f0): (usize, usize),
+    out: &mut [f32],
+) {
+    let (kwc, step) = (g.k_w * g.in_c, g.stride_w * g.in_c);
+    let mut acc = [[0.0f32; T]; P];
+    for (kh, kk) in k.chunks_exact(kwc * filters).enumerate() {
+        let at = kh * stride + p * step;
+        let wins: [&[f32]; P] = std::array::from_fn(|q| &top[at + q * step..][..kwc]);
+        for j in 0..kwc {
+            let kt: &[f32; T] = kk[j * filters + f0..j * filters + f0 + T]
+                .try_into()
+                .expect("T values");
+            for (a, win) in acc.iter_mut().zip(&wins) {
+                let w = win[j];
+                for l in 0..T {
+                    a[l] = madd::<FMA>(w, kt[l], a[l]);
+                }
+            }
+        }
+    }
+    for (q, a) in acc.iter().enumerate() {
+        out[q * filters + f0..q * filters + f0 + T].copy_from_slice(a);
     }
 }
 
@@ -753,19 +855,29 @@ pub fn conv2d_backward_with(
     };
     parallel::for_row_blocks(&mut images, 1, 2, |first, block| {
         let row = g.out_w * filters;
-        let mut bufs = (
-            vec![0.0f32; g.out_w * patch],
-            vec![0.0f32; row],
-            vec![0.0f32; g.out_w * kt_width],
-        );
+        let mut dz = vec![0.0f32; row];
+        let mut dwin = vec![0.0f32; g.out_w * kt_width];
+        let (mut pad, mut pad_dx) = (Vec::new(), Vec::new());
         for (i, (sums, dxi)) in block.iter_mut().enumerate() {
             let n = first + i;
-            for oh in 0..g.out_h {
-                let at = (n * g.out_h + oh) * row;
-                bufs.1.copy_from_slice(&dy[at..at + row]);
-                prologue(at / filters, &mut bufs.1);
-                let dxi = dxi.as_deref_mut().zip(kt.as_deref());
-                backward_row(g, x, (n, oh), &mut bufs, sums, dxi);
+            pad_image(g, x, n, &mut pad);
+            let img = image_view(g, x, n, &pad);
+            {
+                // The input gradient accumulates in padded coordinates (in place without
+                // padding).
+                let mut target = dxi.as_deref_mut().map(|d| padded_target(g, d, &mut pad_dx));
+                for oh in 0..g.out_h {
+                    let at = (n * g.out_h + oh) * row;
+                    dz.copy_from_slice(&dy[at..at + row]);
+                    prologue(at / filters, &mut dz);
+                    kernel_sums_row(g, img, oh, &dz, sums);
+                    if let (Some((dxp, stride)), Some(kt)) = (target.as_mut(), kt.as_deref()) {
+                        input_grad_row(g, &dz, (kt, kt_width), &mut dwin, oh, (dxp, *stride));
+                    }
+                }
+            }
+            if let Some(d) = dxi.as_deref_mut() {
+                crop_padded(g, &pad_dx, d);
             }
         }
     });
@@ -775,6 +887,39 @@ pub fn conv2d_backward_with(
         None => None,
     };
     Ok((dx, dk, db))
+}
+
+/// Where one image's input gradient accumulates, with the row stride: the image's slice `dxi`
+/// itself when no window reaches the padding, else `scratch`, zeroed to the padded size (see
+/// [`PaddedImage`]; [`crop_padded`] then copies it back).
+fn padded_target<'a>(
+    g: &Conv2dGeometry,
+    dxi: &'a mut [f32],
+    scratch: &'a mut Vec<f32>,
+) -> (&'a mut [f32], usize) {
+    if !g.has_padding() {
+        return (dxi, g.in_w * g.in_c);
+    }
+    let (rows, cols) = g.reach();
+    scratch.clear();
+    scratch.resize(rows * cols * g.in_c, 0.0);
+    (scratch, cols * g.in_c)
+}
+
+/// Copies the input gradient accumulated in padded coordinates (`padded`, from
+/// [`padded_target`]) into the image's slice `dxi`; nothing without padding.
+fn crop_padded(g: &Conv2dGeometry, padded: &[f32], dxi: &mut [f32]) {
+    if !g.has_padding() {
+        return;
+    }
+    let (rows, cols) = g.reach();
+    let (c, stride, line) = (g.in_c, cols * g.in_c, g.in_w * g.in_c);
+    let width = g.in_w.min(cols - g.pad_left) * c;
+    let used = rows.saturating_sub(g.pad_top);
+    for (ih, dst) in dxi.chunks_exact_mut(line.max(1)).take(used).enumerate() {
+        let at = (ih + g.pad_top) * stride + g.pad_left * c;
+        dst[..width].copy_from_slice(&padded[at..at + width]);
+    }
 }
 
 /// Adds per-image rows of kernel sums (`patch * F` values) and bias sums (`F`) in image order
@@ -793,41 +938,32 @@ pub(crate) fn add_image_sums(partial: &[f32], kshape: &[usize; 4]) -> Result<(Te
     ))
 }
 
-/// Scratch of [`backward_row`]: the row's windows, its `dz` and its window gradients.
-type RowBuffers = (Vec<f32>, Vec<f32>, Vec<f32>);
-
 simd::dispatch! {
-    /// One output row `(n, oh)` of [`conv2d_backward_with`]: with `dz` in `bufs.1`, adds the row's
-    /// kernel and bias sums to `sums` and, given `(dx image, K^T)`, its input gradient. Compiled for
-    /// AVX2 and FMA where available, as [`direct_rows`].
-    fn backward_row(
+    /// The input gradient of output row `oh`: the window gradients `dz K^T` (rows of
+    /// `kt.1` values, computed into `dwin`), each added back to the padded pixels its window
+    /// read (`dx.0`, rows of `dx.1` values). Compiled for AVX2 and FMA where available, as
+    /// [`conv_row`].
+    fn input_grad_row(
         g: &Conv2dGeometry,
-        x: &[f32],
-        at: (usize, usize),
-        bufs: &mut RowBuffers,
-        sums: &mut [f32],
-        dx: Option<(&mut [f32], &[f32])>,
-    ) => backward_row_body
+        dz: &[f32],
+        kt: (&[f32], usize),
+        dwin: &mut [f32],
+        oh: usize,
+        dx: (&mut [f32], usize),
+    ) => input_grad_row_body
 }
 
-/// The body of [`backward_row`].
+/// The body of [`input_grad_row`].
 #[inline(always)]
-fn backward_row_body<const FMA: bool>(
+fn input_grad_row_body<const FMA: bool>(
     g: &Conv2dGeometry,
-    x: &[f32],
-    (n, oh): (usize, usize),
-    (windows, dz, dwin): &mut RowBuffers,
-    sums: &mut [f32],
-    dx: Option<(&mut [f32], &[f32])>,
+    dz: &[f32],
+    (kt, width): (&[f32], usize),
+    dwin: &mut [f32],
+    oh: usize,
+    (dxp, stride): (&mut [f32], usize),
 ) {
-    let (patch, c) = (g.patch_len(), g.in_c);
     let filters = dz.len() / g.out_w;
-    gather_windows(g, x, n, oh, windows);
-    kernel_sums_row(windows, dz, patch, filters, sums);
-    let Some((dxi, kt)) = dx else { return };
-    // The window gradients dz K^T (rows padded to `width`), then added back to the pixels they
-    // came from.
-    let width = dwin.len() / g.out_w;
     let mut p = 0;
     while p + 4 <= g.out_w {
         let out = &mut dwin[p * width..];
@@ -839,107 +975,133 @@ fn backward_row_body<const FMA: bool>(
         pixel_block::<1, FMA>(&dz[p * filters..], filters, kt, width, out);
         p += 1;
     }
-    for (ow, win) in dwin.chunks_exact(width).enumerate() {
-        for kh in 0..g.k_h {
-            let Some(ih) = g.input_row(oh, kh) else {
-                continue;
-            };
-            for kw in 0..g.k_w {
-                let Some(iw) = g.input_col(ow, kw) else {
-                    continue;
-                };
-                let dst = (ih * g.in_w + iw) * c;
-                let src = (kh * g.k_w + kw) * c;
-                for (o, &v) in dxi[dst..dst + c].iter_mut().zip(&win[src..src + c]) {
-                    *o += v;
-                }
+    // Tap by tap, so that the pixels of one pass add to distinct input values.
+    let (kwc, step) = (g.k_w * g.in_c, g.stride_w * g.in_c);
+    for kh in 0..g.k_h {
+        let dst = &mut dxp[(oh * g.stride_h + kh) * stride..];
+        for j in 0..kwc {
+            let src = dwin[kh * kwc + j..].iter().step_by(width);
+            for (d, &v) in dst[j..].iter_mut().step_by(step).zip(src) {
+                *d += v;
             }
         }
     }
 }
 
 simd::dispatch! {
-    /// Adds one output image row to the kernel sums: `sums[t, f] += sum_p win[p, t] dy[p, f]` and the
-    /// bias sums `sums[patch, f] += sum_p dy[p, f]`, over the row's pixels `p` in order. Compiled
-    /// for AVX2 and FMA where available, as [`direct_rows`].
+    /// Adds output row `oh` of one padded image to the kernel sums: `sums[t, f] += sum_p
+    /// window[p, t] dz[p, f]` and the bias sums `sums[patch, f] += sum_p dz[p, f]`, over the
+    /// row's pixels `p` in order, the windows read in place. Compiled for AVX2 and FMA where
+    /// available, as [`conv_row`].
     pub(crate) fn kernel_sums_row(
-        win: &[f32],
-        dy: &[f32],
-        patch: usize,
-        filters: usize,
+        g: &Conv2dGeometry,
+        img: PaddedImage<'_>,
+        oh: usize,
+        dz: &[f32],
         sums: &mut [f32],
     ) => kernel_sums_row_body
 }
 
-/// The body of [`kernel_sums_row`]: tiles of 4 taps (the bias counts as a tap of ones) by 16,
-/// then 8, then 1 filters, each held in registers over the row's pixels.
+/// The body of [`kernel_sums_row`]: tiles of 4 taps by 16, then 8, then 1 filters, each held in
+/// registers over the row's pixels; the bias rides along with the last taps.
 #[inline(always)]
 fn kernel_sums_row_body<const FMA: bool>(
-    win: &[f32],
-    dy: &[f32],
-    patch: usize,
-    filters: usize,
+    g: &Conv2dGeometry,
+    img: PaddedImage<'_>,
+    oh: usize,
+    dz: &[f32],
     sums: &mut [f32],
 ) {
+    let (patch, kwc) = (g.patch_len(), g.k_w * g.in_c);
+    let filters = dz.len() / g.out_w;
+    // Where each tap sits relative to its window's first value.
+    let mut offsets = [0usize; DIRECT_MAX_PATCH];
+    for (t, o) in offsets.iter_mut().enumerate().take(patch) {
+        *o = t / kwc * img.stride + t % kwc;
+    }
+    let taps = (&img.data[oh * g.stride_h * img.stride..], &offsets[..patch]);
     let mut f0 = 0;
     while f0 + 16 <= filters {
-        tap_tiles::<16, FMA>(win, dy, patch, filters, f0, sums);
+        tap_tiles::<16, FMA>(g, taps, dz, (filters, f0), sums);
         f0 += 16;
     }
     if f0 + 8 <= filters {
-        tap_tiles::<8, FMA>(win, dy, patch, filters, f0, sums);
+        tap_tiles::<8, FMA>(g, taps, dz, (filters, f0), sums);
         f0 += 8;
     }
     while f0 < filters {
-        tap_tiles::<1, FMA>(win, dy, patch, filters, f0, sums);
+        tap_tiles::<1, FMA>(g, taps, dz, (filters, f0), sums);
         f0 += 1;
     }
 }
 
-/// [`kernel_sums_row_body`] for filters `f0..f0 + T`, all taps.
+/// [`kernel_sums_row_body`] for filters `f0..f0 + T`, all taps (in groups of 4, the last group
+/// with the bias).
 #[inline(always)]
 fn tap_tiles<const T: usize, const FMA: bool>(
-    win: &[f32],
-    dy: &[f32],
-    patch: usize,
-    filters: usize,
-    f0: usize,
+    g: &Conv2dGeometry,
+    (top, offsets): (&[f32], &[usize]),
+    dz: &[f32],
+    at: (usize, usize),
     sums: &mut [f32],
 ) {
-    let pixels = dy.len() / filters;
-    // Tap `patch` is the bias: a window value of one.
-    let tap = |p: usize, t: usize| if t < patch { win[p * patch + t] } else { 1.0 };
     let mut t0 = 0;
-    while t0 <= patch {
-        let taps = (patch + 1 - t0).min(4);
-        let mut acc = [[0.0f32; T]; 4];
-        for (q, a) in acc.iter_mut().enumerate().take(taps) {
-            a.copy_from_slice(&sums[(t0 + q) * filters + f0..(t0 + q) * filters + f0 + T]);
-        }
-        for p in 0..pixels {
-            let d: &[f32; T] = dy[p * filters + f0..p * filters + f0 + T]
-                .try_into()
-                .expect("T values");
-            if taps == 4 {
-                for (q, a) in acc.iter_mut().enumerate() {
-                    let w = tap(p, t0 + q);
-                    for l in 0..T {
-                        a[l] = madd::<FMA>(w, d[l], a[l]);
-                    }
-                }
-            } else {
-                for (q, a) in acc.iter_mut().enumerate().take(taps) {
-                    let w = tap(p, t0 + q);
-                    for l in 0..T {
-                        a[l] = madd::<FMA>(w, d[l], a[l]);
-                    }
-                }
+    while t0 + 4 <= offsets.len() {
+        sums_tile::<4, false, T, FMA>(g, (top, &offsets[t0..]), dz, at, t0, sums);
+        t0 += 4;
+    }
+    let last = (top, &offsets[t0..]);
+    match offsets.len() - t0 {
+        0 => sums_tile::<0, true, T, FMA>(g, last, dz, at, t0, sums),
+        1 => sums_tile::<1, true, T, FMA>(g, last, dz, at, t0, sums),
+        2 => sums_tile::<2, true, T, FMA>(g, last, dz, at, t0, sums),
+        _ => sums_tile::<3, true, T, FMA>(g, last, dz, at, t0, sums),
+    }
+}
+
+/// Taps `t0..t0 + G` (and the bias when `BIAS`) by filters `f0..f0 + T` of
+/// [`kernel_sums_row_body`], in registers over the row's pixels. The bias sum adds `dz` as it
+/// is, which is what a multiply-add with a window value of one gives.
+#[inline(always)]
+fn sums_tile<const G: usize, const BIAS: bool, const T: usize, const FMA: bool>(
+    g: &Conv2dGeometry,
+    (top, offsets): (&[f32], &[usize]),
+    dz: &[f32],
+    (filters, f0): (usize, usize),
+    t0: usize,
+    sums: &mut [f32],
+) {
+    let offsets: &[usize; G] = offsets[..G].try_into().expect("G taps");
+    let step = g.stride_w * g.in_c;
+    let bias_at = g.patch_len() * filters + f0;
+    let mut acc = [[0.0f32; T]; G];
+    for (q, a) in acc.iter_mut().enumerate() {
+        a.copy_from_slice(&sums[(t0 + q) * filters + f0..(t0 + q) * filters + f0 + T]);
+    }
+    let mut bias = [0.0f32; T];
+    if BIAS {
+        bias.copy_from_slice(&sums[bias_at..bias_at + T]);
+    }
+    for (p, d) in dz.chunks_exact(filters).enumerate() {
+        let d: &[f32; T] = d[f0..f0 + T].try_into().expect("T values");
+        let base = p * step;
+        for (a, &o) in acc.iter_mut().zip(offsets) {
+            let w = top[base + o];
+            for l in 0..T {
+                a[l] = madd::<FMA>(w, d[l], a[l]);
             }
         }
-        for (q, a) in acc.iter().enumerate().take(taps) {
-            sums[(t0 + q) * filters + f0..(t0 + q) * filters + f0 + T].copy_from_slice(a);
+        if BIAS {
+            for l in 0..T {
+                bias[l] += d[l];
+            }
         }
-        t0 += taps;
+    }
+    for (q, a) in acc.iter().enumerate() {
+        sums[(t0 + q) * filters + f0..(t0 + q) * filters + f0 + T].copy_from_slice(a);
+    }
+    if BIAS {
+        sums[bias_at..bias_at + T].copy_from_slice(&bias);
     }
 }
 

@@ -12,8 +12,8 @@
 
 use crate::buffer::take;
 use crate::conv::{
-    Conv2dGeometry, DIRECT_MAX_PATCH, Pool2dGeometry, add_image_sums, check_kernel, conv_row,
-    gather_windows, kernel_sums_row,
+    Conv2dGeometry, DIRECT_MAX_PATCH, PaddedImage, Pool2dGeometry, add_image_sums, check_kernel,
+    conv_row, image_view, kernel_sums_row, pad_image,
 };
 use crate::error::{Result, TensorError};
 use crate::parallel;
@@ -111,14 +111,19 @@ pub fn conv2d_max_pool_with(
         parallel::for_row_blocks(&mut rows, 1, grain, |first, block| {
             let conv_row_len = conv.out_w * filters;
             let mut scratch = vec![0.0f32; pool.k_h * conv_row_len];
-            let mut windows = vec![0.0f32; conv.out_w * conv.patch_len()];
+            let (mut pad, mut pad_of) = (Vec::new(), None);
             let mut positions = Vec::with_capacity(pool.k_h * pool.k_w);
             for (r, (o_row, w_row)) in block.iter_mut().enumerate() {
                 let (n, ph) = ((first + r) / pool.out_h, (first + r) % pool.out_h);
+                if pad_of != Some(n) {
+                    pad_image(conv, x, n, &mut pad);
+                    pad_of = Some(n);
+                }
+                let img = image_view(conv, x, n, &pad);
                 for kh in 0..pool.k_h {
                     if let Some(oh) = pool.input_row(ph, kh) {
                         let row = &mut scratch[kh * conv_row_len..(kh + 1) * conv_row_len];
-                        conv_row_dispatch(conv, x, k, filters, (n, oh), &mut windows, row);
+                        conv_row(conv, img, k, filters, oh, row);
                         epilogue(row);
                     }
                 }
@@ -130,19 +135,6 @@ pub fn conv2d_max_pool_with(
         Tensor::from_parts(out, &pool.output_shape(filters)),
         winners,
     ))
-}
-
-simd::dispatch! {
-    /// [`conv_row`], compiled for AVX2 and FMA on x86-64 CPUs that have them.
-    fn conv_row_dispatch(
-        g: &Conv2dGeometry,
-        x: &[f32],
-        k: &[f32],
-        filters: usize,
-        at: (usize, usize),
-        windows: &mut [f32],
-        row: &mut [f32],
-    ) => conv_row
 }
 
 simd::dispatch! {
@@ -272,13 +264,15 @@ pub fn conv2d_max_pool_backward_params(
     if pooled_row > 0 && patch > 0 {
         parallel::for_row_blocks(&mut partial, width, 2, |first, block| {
             let mut scratch = vec![0.0f32; pool.k_h * conv.out_w * filters];
-            let mut windows = vec![0.0f32; conv.out_w * patch];
+            let mut pad = Vec::new();
             for (i, sums) in block.chunks_exact_mut(width).enumerate() {
                 let n = first + i;
                 let at = n * pool.out_h * pooled_row;
                 let span = at..at + pool.out_h * pooled_row;
                 let image = (&d[span.clone()], &winners[span]);
-                image_sums(conv, pool, x, n, image, (&mut scratch, &mut windows), sums);
+                pad_image(conv, x, n, &mut pad);
+                let img = image_view(conv, x, n, &pad);
+                image_sums(conv, pool, img, image, &mut scratch, sums);
             }
         });
     }
@@ -287,16 +281,15 @@ pub fn conv2d_max_pool_backward_params(
 
 simd::dispatch! {
     /// One image of [`conv2d_max_pool_backward_params`]: adds its kernel and bias sums to `sums`.
-    /// `dz` and `winners` are the image's pooled gradient and winners; `scratch` holds `pool.k_h`
-    /// convolution rows and `windows` one row of windows. Compiled for AVX2 where available (selects
+    /// `img` is the padded input image, `dz` and `winners` its pooled gradient and winners;
+    /// `scratch` holds `pool.k_h` convolution rows. Compiled for AVX2 where available (selects
     /// and the FMA-dispatched kernel sums: the same bits as the portable build of those).
     fn image_sums(
         conv: &Conv2dGeometry,
         pool: &Pool2dGeometry,
-        x: &[f32],
-        n: usize,
+        img: PaddedImage<'_>,
         image: (&[f32], &[u8]),
-        bufs: (&mut [f32], &mut [f32]),
+        scratch: &mut [f32],
         sums: &mut [f32],
     ) => image_sums_body
 }
@@ -308,15 +301,13 @@ simd::dispatch! {
 fn image_sums_body<const FMA: bool>(
     conv: &Conv2dGeometry,
     pool: &Pool2dGeometry,
-    x: &[f32],
-    n: usize,
+    img: PaddedImage<'_>,
     (dz, winners): (&[f32], &[u8]),
-    (scratch, windows): (&mut [f32], &mut [f32]),
+    scratch: &mut [f32],
     sums: &mut [f32],
 ) {
     let filters = pool.in_c;
-    let (patch, conv_row_len, pooled_row) =
-        (conv.patch_len(), conv.out_w * filters, pool.out_w * filters);
+    let (conv_row_len, pooled_row) = (conv.out_w * filters, pool.out_w * filters);
     for ph in 0..pool.out_h {
         scratch.fill(0.0);
         let (dr, wr) = (
@@ -348,9 +339,8 @@ fn image_sums_body<const FMA: bool>(
         }
         for kh in 0..pool.k_h {
             if let Some(oh) = pool.input_row(ph, kh) {
-                gather_windows(conv, x, n, oh, windows);
                 let row = &scratch[kh * conv_row_len..(kh + 1) * conv_row_len];
-                kernel_sums_row(windows, row, patch, filters, sums);
+                kernel_sums_row(conv, img, oh, row, sums);
             }
         }
     }
