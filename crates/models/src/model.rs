@@ -463,7 +463,9 @@ impl<N: Network> Model<N> {
     }
 
     /// The outputs for `x`, computed `batch_size` samples at a time in inference mode with no
-    /// tape (Keras' `predict`). Builds the model on its first data.
+    /// tape (Keras' `predict`). Builds the model on its first data. With several threads, a
+    /// batch of a network that [splits](Network::splits_over_batch) is cut into shards run on
+    /// the threads, as in [`fit`](Model::fit).
     ///
     /// # Errors
     /// [`ModelError::EmptyData`], [`ModelError::FeatureShape`] when `x` does not fit the input
@@ -484,7 +486,9 @@ impl<N: Network> Model<N> {
     }
 
     /// The loss (regularization included) and metrics on `(x, y)`, computed `batch_size`
-    /// samples at a time in inference mode (Keras' `evaluate`), averaged over samples.
+    /// samples at a time in inference mode (Keras' `evaluate`), averaged over samples. With
+    /// several threads, batches are cut into shards run on the threads, as in
+    /// [`fit`](Model::fit) (the loss then differs from one thread's by float rounding).
     ///
     /// # Errors
     /// [`ModelError::NotCompiled`], [`ModelError::LengthMismatch`], [`ModelError::EmptyData`],
@@ -516,6 +520,23 @@ impl<N: Network> Model<N> {
     /// stops at that batch with the last good weights (its step is skipped); an optimizer with
     /// dynamic loss scaling skips steps whose gradients are not finite. See
     /// `docs/reliability.md`.
+    ///
+    /// Threads (data-parallel steps): with [`num_threads`](gradus_tensor::parallel::num_threads)
+    /// above one, a batch of at least 64 samples is cut into `min(threads, samples / 32)`
+    /// contiguous shards run on the threads, each under its own tape, when the network
+    /// [splits over the batch](Network::splits_over_batch) (a [`Sequential`](crate::Sequential)
+    /// of built-in layers, without Dropout dropping or BatchNormalization training) and the
+    /// loss is a built-in one reduced by `sum_over_batch_size` (each shard's sum of per-sample
+    /// losses is divided by the whole batch's count) or `sum`, without `ignore_class`. The
+    /// batch loss is then the sum of the shards' losses and each gradient the sum of the
+    /// shards' gradients, both added in shard order (the regularization loss is added once);
+    /// the metrics see the shards' predictions concatenated; the optimizer step (unscaling,
+    /// accumulation, clipping) acts on the summed gradients as on one batch's. The kernels give
+    /// the same bits for any thread count, but these sums do not: a fit on two threads differs
+    /// from one on one thread by float rounding (the same count gives the same bits). An error
+    /// in a shard is reported as the whole batch reports it, and nothing is applied. Other
+    /// batches, networks and losses run whole, as with one thread. `evaluate` and `predict`
+    /// cut their batches the same way.
     ///
     /// Callback states: when `fit` ends, the [`state`](Callback::state) of each callback that
     /// has one is recorded in the model (and in whole-model checkpoints). A later `fit` with
