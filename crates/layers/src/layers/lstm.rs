@@ -1,7 +1,7 @@
 //! `LSTM`: a long short-term memory layer, as one fused operation over the whole sequence.
 
 use gradus_autograd::{Tape, Var, Variable};
-use gradus_tensor::{Rng, Tensor};
+use gradus_tensor::{Rng, Tensor, buffer};
 use serde::{Deserialize, Serialize};
 
 use super::dense::{yes, zeros};
@@ -356,23 +356,13 @@ impl Cell {
             _ => None,
         }
     }
-
-    /// Applies the activation in place with `k`'s multiply-add (one loop per case, so that each
-    /// vectorizes).
-    #[inline(always)]
-    fn apply<K: Kernel>(self, k: K, xs: &mut [f32]) {
-        match self {
-            Cell::Sigmoid => xs.iter_mut().for_each(|x| *x = act::sigmoid(k, *x)),
-            Cell::Tanh => xs.iter_mut().for_each(|x| *x = act::tanh(k, *x)),
-            Cell::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
-            Cell::Linear => {}
-        }
-    }
 }
 
 /// An elementwise activation known at compile time, so that the fused loops specialize and
-/// vectorize: its derivative at the point whose output is `y`.
+/// vectorize: its value at `x` (with the kernel's multiply-add) and its derivative at the point
+/// whose output is `y`.
 trait Act {
+    fn f<K: Kernel>(k: K, x: f32) -> f32;
     fn df(y: f32) -> f32;
 }
 
@@ -383,12 +373,22 @@ struct LinearAct;
 
 impl Act for SigmoidAct {
     #[inline(always)]
+    fn f<K: Kernel>(k: K, x: f32) -> f32 {
+        act::sigmoid(k, x)
+    }
+
+    #[inline(always)]
     fn df(y: f32) -> f32 {
         y * (1.0 - y)
     }
 }
 
 impl Act for TanhAct {
+    #[inline(always)]
+    fn f<K: Kernel>(k: K, x: f32) -> f32 {
+        act::tanh(k, x)
+    }
+
     #[inline(always)]
     fn df(y: f32) -> f32 {
         1.0 - y * y
@@ -397,12 +397,22 @@ impl Act for TanhAct {
 
 impl Act for ReluAct {
     #[inline(always)]
+    fn f<K: Kernel>(_: K, x: f32) -> f32 {
+        x.max(0.0)
+    }
+
+    #[inline(always)]
     fn df(y: f32) -> f32 {
         if y > 0.0 { 1.0 } else { 0.0 }
     }
 }
 
 impl Act for LinearAct {
+    #[inline(always)]
+    fn f<K: Kernel>(_: K, x: f32) -> f32 {
+        x
+    }
+
     #[inline(always)]
     fn df(_: f32) -> f32 {
         1.0
@@ -451,6 +461,18 @@ struct Saved {
     ac: Vec<f32>,
     /// The hidden states `h_t`, `[T, B, U]`.
     h: Vec<f32>,
+}
+
+impl Drop for Saved {
+    /// Gives the buffers (drawn from [`buffer::take`]) back to the thread's pool, through a
+    /// tensor's drop, so that the next batch reuses their pages.
+    fn drop(&mut self) {
+        for v in [&mut self.gates, &mut self.c, &mut self.ac, &mut self.h] {
+            let v = std::mem::take(v);
+            let len = v.len();
+            drop(Tensor::from_vec(v, &[len]));
+        }
+    }
 }
 
 /// The operands of the forward pass.
@@ -502,17 +524,24 @@ fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
         bias,
     } = op;
     let (g4, rows) = (4 * u, steps * bsz);
-    let mut gates = Vec::with_capacity(rows * g4);
-    let mut c = Vec::with_capacity(rows * u);
-    let mut ac = Vec::with_capacity(rows * u);
-    let mut h: Vec<f32> = Vec::with_capacity(rows * u);
-    let mut cn = vec![0.0f32; u];
+    // Every value of these is written below before it is read.
+    let mut saved = Saved {
+        gates: buffer::take(rows * g4),
+        c: buffer::take(rows * u),
+        ac: buffer::take(rows * u),
+        h: buffer::take(rows * u),
+    };
+    let Saved { gates, c, ac, h } = &mut saved;
+    let zeros = vec![0.0f32; MR * u];
     for t in 0..steps {
+        // The states of step `t - 1` (read) and of step `t` (written).
+        let (c_prev, c_t) = c.split_at_mut(t * bsz * u);
+        let (h_prev, h_t) = h.split_at_mut(t * bsz * u);
+        let gates_t = &mut gates[t * bsz * g4..(t + 1) * bsz * g4];
+        let ac_t = &mut ac[t * bsz * u..(t + 1) * bsz * u];
         for r0 in (0..bsz).step_by(MR) {
             let nr = MR.min(bsz - r0);
-            let base = gates.len();
-            gates.resize(base + nr * g4, 0.0);
-            let zb = &mut gates[base..];
+            let zb = &mut gates_t[r0 * g4..(r0 + nr) * g4];
             let xs = Lhs {
                 data: &x[(r0 * steps + t) * d..],
                 rs: steps * d,
@@ -529,7 +558,7 @@ fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
                 };
                 if t > 0 {
                     let hs = Lhs {
-                        data: &h[((t - 1) * bsz + r0) * u..],
+                        data: &h_prev[((t - 1) * bsz + r0) * u..],
                         rs: u,
                         cs: 1,
                     };
@@ -538,80 +567,130 @@ fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
                     kern.tile(nr, &[xw], init, out);
                 }
             }
-            for (row, zr) in zb.chunks_exact_mut(g4).enumerate() {
-                let prev = (t > 0).then(|| ((t - 1) * bsz + r0 + row) * u);
-                cell(kern, (s, a), zr, prev.map(|p| &c[p..p + u]), &mut cn);
-                c.extend_from_slice(&cn);
-                a.apply(kern, &mut cn);
-                ac.extend_from_slice(&cn);
-                h.extend(zr[3 * u..].iter().zip(&cn).map(|(o, ac)| o * ac));
-            }
+            let (b0, b1) = (r0 * u, (r0 + nr) * u);
+            let cp = if t > 0 {
+                &c_prev[(t - 1) * bsz * u + b0..(t - 1) * bsz * u + b1]
+            } else {
+                &zeros[..nr * u]
+            };
+            let states = (&mut c_t[b0..b1], &mut ac_t[b0..b1], &mut h_t[b0..b1]);
+            dispatch!((s, a), cell_rows(kern, u, zb, cp, states));
         }
     }
-    Saved { gates, c, ac, h }
+    saved
 }
 
-/// One batch row of the forward cell: applies the activations to the pre-activations `z =
-/// [z_i, z_f, z_c, z_o]` in place (giving `i, f, g, o`), sets `cn = f c_prev + i g` (`i g`
-/// without `c_prev`).
+/// The forward cell for a block of batch rows (`z: [rows, 4U]`, the others `[rows, U]`): applies
+/// the activations to the pre-activations `z = [z_i, z_f, z_c, z_o]` in place (giving `i, f, g,
+/// o`) and writes `c = f c_prev + i g`, `a(c)` and `h = o a(c)`. `S` is the gate activation, `A`
+/// the cell activation.
 #[inline(always)]
-fn cell<K: Kernel>(
-    k: K,
-    (s, a): (Cell, Cell),
+fn cell_rows<S: Act, A: Act>(
+    k: impl Kernel,
+    u: usize,
     z: &mut [f32],
-    c_prev: Option<&[f32]>,
-    cn: &mut [f32],
+    c_prev: &[f32],
+    (c, ac, h): (&mut [f32], &mut [f32], &mut [f32]),
 ) {
-    let u = cn.len();
-    let z = &mut z[..4 * u];
-    s.apply(k, &mut z[..2 * u]);
-    a.apply(k, &mut z[2 * u..3 * u]);
-    s.apply(k, &mut z[3 * u..]);
-    let (i, rest) = z.split_at(u);
-    let (f, rest) = rest.split_at(u);
-    let g = &rest[..u];
-    match c_prev {
-        Some(cp) => {
-            for ((((c, &f), &cp), &i), &g) in cn.iter_mut().zip(f).zip(cp).zip(i).zip(g) {
-                *c = f * cp + i * g;
-            }
+    for ((((z, cp), c), ac), h) in z
+        .chunks_exact_mut(4 * u)
+        .zip(c_prev.chunks_exact(u))
+        .zip(c.chunks_exact_mut(u))
+        .zip(ac.chunks_exact_mut(u))
+        .zip(h.chunks_exact_mut(u))
+    {
+        // One short loop per activation or product, which the compiler vectorizes (the
+        // activations are long chains of dependent operations: a loop fusing them all would be
+        // bound by their latency).
+        apply::<S>(k, &mut z[..2 * u]);
+        apply::<A>(k, &mut z[2 * u..3 * u]);
+        apply::<S>(k, &mut z[3 * u..]);
+        let (i, rest) = z.split_at(u);
+        let (f, rest) = rest.split_at(u);
+        let (g, o) = rest.split_at(u);
+        for ((c, (&f, &cp)), (&i, &g)) in c.iter_mut().zip(f.iter().zip(cp)).zip(i.iter().zip(g)) {
+            *c = f * cp + i * g;
         }
-        None => {
-            for ((c, &i), &g) in cn.iter_mut().zip(i).zip(g) {
-                *c = i * g;
-            }
+        ac.copy_from_slice(c);
+        apply::<A>(k, ac);
+        for ((h, &o), &ac) in h.iter_mut().zip(o).zip(ac.iter()) {
+            *h = o * ac;
         }
     }
+}
+
+/// Applies the activation `F` in place.
+#[inline(always)]
+fn apply<F: Act>(k: impl Kernel, xs: &mut [f32]) {
+    xs.iter_mut().for_each(|x| *x = F::f(k, *x));
+}
+
+/// Lanes processed together by the backward cell: its loops are written on fixed-size arrays,
+/// which the compiler turns into vector instructions (8 lanes with AVX2).
+const LANES: usize = 8;
+
+/// The first `N` values of `s`.
+#[inline(always)]
+fn load<const N: usize>(s: &[f32]) -> [f32; N] {
+    s[..N].try_into().expect("N values")
 }
 
 /// One batch row of the backward cell: from the gates `[i, f, g, o]`, `a(c_t)`, `c_{t-1}`, the
 /// gradient `dh` from step `t + 1` and the upstream `dy_t`, with `dc` holding the gradient of
-/// `c_t` that flows back from step `t + 1`: writes `dz = [dz_i, dz_f, dz_c, dz_o]` and leaves
-/// in `dc` the gradient of `c_{t-1}`.
-#[inline(always)]
-fn cell_grad<S: Act, A: Act>(
-    gates: &[f32],
-    (ac, cp): (&[f32], &[f32]),
-    (dh, dy): (&[f32], &[f32]),
-    dc: &mut [f32],
-    dz: &mut [f32],
-) {
-    let u = dc.len();
-    let (ac, cp, dh, dy) = (&ac[..u], &cp[..u], &dh[..u], &dy[..u]);
-    let (i, rest) = gates[..4 * u].split_at(u);
-    let (f, rest) = rest.split_at(u);
-    let (g, o) = rest.split_at(u);
-    let (dzi, rest) = dz[..4 * u].split_at_mut(u);
-    let (dzf, rest) = rest.split_at_mut(u);
-    let (dzg, dzo) = rest.split_at_mut(u);
-    for k in 0..u {
-        let dh = dh[k] + dy[k];
-        let dck = dc[k] + dh * o[k] * A::df(ac[k]);
-        dc[k] = dck * f[k];
-        dzi[k] = dck * g[k] * S::df(i[k]);
-        dzf[k] = dck * cp[k] * S::df(f[k]);
-        dzg[k] = dck * i[k] * A::df(g[k]);
-        dzo[k] = dh * ac[k] * S::df(o[k]);
+/// `c_t` that flows back from step `t + 1`: [`GradRow::run`] writes `dz = [dz_i, dz_f, dz_c,
+/// dz_o]` and leaves in `dc` the gradient of `c_{t-1}`.
+struct GradRow<'a> {
+    gates: &'a [f32],
+    ac: &'a [f32],
+    cp: &'a [f32],
+    dh: &'a [f32],
+    dy: &'a [f32],
+    dc: &'a mut [f32],
+    dz: &'a mut [f32],
+}
+
+impl GradRow<'_> {
+    /// The whole row, `S` being the gate activation and `A` the cell activation.
+    #[inline(always)]
+    fn run<S: Act, A: Act>(mut self) {
+        let u = self.dc.len();
+        let whole = u - u % LANES;
+        for j in (0..whole).step_by(LANES) {
+            self.lanes::<LANES, S, A>(j);
+        }
+        for j in whole..u {
+            self.lanes::<1, S, A>(j);
+        }
+    }
+
+    /// The units `j..j + N`: loads every operand, computes all lanes, then stores.
+    #[inline(always)]
+    fn lanes<const N: usize, S: Act, A: Act>(&mut self, j: usize) {
+        let u = self.dc.len();
+        let gates = self.gates;
+        let [i, f, g, o]: [[f32; N]; 4] = [
+            load(&gates[j..]),
+            load(&gates[u + j..]),
+            load(&gates[2 * u + j..]),
+            load(&gates[3 * u + j..]),
+        ];
+        let (ac, cp): ([f32; N], [f32; N]) = (load(&self.ac[j..]), load(&self.cp[j..]));
+        let (dh, dy): ([f32; N], [f32; N]) = (load(&self.dh[j..]), load(&self.dy[j..]));
+        let mut dc: [f32; N] = load(&self.dc[j..]);
+        let mut dz = [[0.0f32; N]; 4];
+        for l in 0..N {
+            let dh = dh[l] + dy[l];
+            let dck = dc[l] + dh * o[l] * A::df(ac[l]);
+            dc[l] = dck * f[l];
+            dz[0][l] = dck * g[l] * S::df(i[l]);
+            dz[1][l] = dck * cp[l] * S::df(f[l]);
+            dz[2][l] = dck * i[l] * A::df(g[l]);
+            dz[3][l] = dh * ac[l] * S::df(o[l]);
+        }
+        self.dc[j..j + N].copy_from_slice(&dc);
+        for (q, dzq) in dz.iter().enumerate() {
+            self.dz[q * u + j..q * u + j + N].copy_from_slice(dzq);
+        }
     }
 }
 
@@ -759,13 +838,16 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
                 } else {
                     &zeros[..]
                 };
-                cell_grad::<S, A>(
-                    &gates[at * g4..(at + 1) * g4],
-                    (&ac[at * u..(at + 1) * u], cp),
-                    (dhn, dyn_),
-                    &mut dc[n * u..(n + 1) * u],
-                    &mut dz[n * ldz..n * ldz + g4],
-                );
+                GradRow {
+                    gates: &gates[at * g4..(at + 1) * g4],
+                    ac: &ac[at * u..(at + 1) * u],
+                    cp,
+                    dh: dhn,
+                    dy: dyn_,
+                    dc: &mut dc[n * u..(n + 1) * u],
+                    dz: &mut dz[n * ldz..n * ldz + g4],
+                }
+                .run::<S, A>();
             }
         }
         // dW += x_t^T dz_t, with x_t^T[i, n] = x[(n T + t) D + i].
@@ -1086,7 +1168,7 @@ mod tests {
         assert_close("dW", &grads.dw, &dw);
         assert_close("dU", &grads.du, &du);
         assert_close("db", &grads.db, &db);
-        (saved.h, grads)
+        (saved.h.clone(), grads)
     }
 
     /// [`backward_body`] with the cell types first, for `dispatch!`.
