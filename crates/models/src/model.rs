@@ -1,9 +1,9 @@
 //! [`Model`]: a [`Network`] with Keras' `compile`, `fit`, `evaluate`, `predict` and `summary`.
 
-use gradus_autograd::{Tape, Var, Variable, apply_gradients};
-use gradus_layers::LayerExt;
 use std::ops::Range;
 
+use gradus_autograd::{Tape, Var, Variable, apply_gradients};
+use gradus_layers::LayerExt;
 use gradus_losses::metrics::{Mean, Metric, compile_metric};
 use gradus_losses::{LOSS_CLASSES, Loss, Reduction};
 use gradus_optim::Optimizer;
