@@ -374,7 +374,7 @@ pub fn conv2d_with(
     let mut out = take(g.positions() * filters);
     let grain = parallel::grain(1 << 15, row_len * patch);
     parallel::for_row_blocks(&mut out, row_len, grain, |first, rows| {
-        let mut pad = Vec::new();
+        let (mut pad, mut taps) = (Vec::new(), Vec::new());
         let mut pad_of = None;
         for (r, row) in rows.chunks_exact_mut(row_len).enumerate() {
             let (n, oh) = ((first + r) / g.out_h, (first + r) % g.out_h);
@@ -382,7 +382,15 @@ pub fn conv2d_with(
                 pad_image(&g, x, n, &mut pad);
                 pad_of = Some(n);
             }
-            conv_row(&g, image_view(&g, x, n, &pad), k, filters, oh, row);
+            conv_row(
+                &g,
+                image_view(&g, x, n, &pad),
+                k,
+                filters,
+                oh,
+                row,
+                &mut taps,
+            );
             // The row is still in the first-level cache.
             epilogue(row);
         }
@@ -457,10 +465,41 @@ pub(crate) fn image_view<'a>(
     }
 }
 
+/// The windows of output row `oh` tap by tap: `taps[t][p]` is the value under tap `t` (in
+/// `(kh, kw, c)` order) of pixel `p`'s window, `out_w` values per tap (the taps past the patch
+/// are empty). These are slices of the padded image rows themselves when the windows of
+/// consecutive pixels are one value apart (stride 1 over one channel), else copies in `scratch`.
+pub(crate) fn row_taps<'a>(
+    g: &Conv2dGeometry,
+    img: PaddedImage<'a>,
+    oh: usize,
+    scratch: &'a mut Vec<f32>,
+) -> [&'a [f32]; DIRECT_MAX_PATCH] {
+    let (patch, kwc, step, w) = (g.patch_len(), g.k_w * g.in_c, g.stride_w * g.in_c, g.out_w);
+    let top = &img.data[oh * g.stride_h * img.stride..];
+    let start = |t: usize| t / kwc * img.stride + t % kwc;
+    let mut taps: [&[f32]; DIRECT_MAX_PATCH] = [&[]; DIRECT_MAX_PATCH];
+    if step == 1 {
+        for (t, tap) in taps.iter_mut().enumerate().take(patch) {
+            *tap = &top[start(t)..start(t) + w];
+        }
+    } else {
+        scratch.clear();
+        for t in 0..patch {
+            scratch.extend(top[start(t)..].iter().step_by(step).take(w));
+        }
+        let scratch: &'a [f32] = scratch;
+        for (tap, values) in taps.iter_mut().zip(scratch.chunks_exact(w.max(1))) {
+            *tap = values;
+        }
+    }
+    taps
+}
+
 simd::dispatch! {
     /// Output image row `oh` of a direct convolution of one padded image into `row` (`out_w *
-    /// filters` values): blocks of 4 pixels x 16 filters in registers, each summing
-    /// `window[t] * k[t, f]` over the taps `t` in order, the windows read in place. On x86-64
+    /// filters` values): blocks of 6 pixels x 16 filters in registers, each summing
+    /// `window[t] * k[t, f]` over the taps `t` in order (`scratch` as in [`row_taps`]). On x86-64
     /// CPUs with AVX2 and FMA the same code runs compiled for 8-lane vectors with fused
     /// multiply-adds; elsewhere each product is rounded before it is added, so the two builds
     /// may differ in the last bits (each is deterministic, whatever the thread count).
@@ -471,6 +510,7 @@ simd::dispatch! {
         filters: usize,
         oh: usize,
         row: &mut [f32],
+        scratch: &mut Vec<f32>,
     ) => conv_row_body
 }
 
@@ -483,27 +523,31 @@ fn conv_row_body<const FMA: bool>(
     filters: usize,
     oh: usize,
     row: &mut [f32],
+    scratch: &mut Vec<f32>,
 ) {
-    let top = &img.data[oh * g.stride_h * img.stride..];
+    let all = row_taps(g, img, oh, scratch);
+    let taps = &all[..g.patch_len()];
     let mut p = 0;
-    while p + 4 <= g.out_w {
-        let out = &mut row[p * filters..(p + 4) * filters];
-        window_block::<4, FMA>(g, (top, img.stride), p, k, filters, out);
-        p += 4;
+    while p + 6 <= g.out_w {
+        window_block::<6, FMA>(taps, p, k, filters, &mut row[p * filters..]);
+        p += 6;
     }
-    while p < g.out_w {
-        let out = &mut row[p * filters..(p + 1) * filters];
-        window_block::<1, FMA>(g, (top, img.stride), p, k, filters, out);
-        p += 1;
+    let out = &mut row[p * filters..];
+    match g.out_w - p {
+        0 => {}
+        1 => window_block::<1, FMA>(taps, p, k, filters, out),
+        2 => window_block::<2, FMA>(taps, p, k, filters, out),
+        3 => window_block::<3, FMA>(taps, p, k, filters, out),
+        4 => window_block::<4, FMA>(taps, p, k, filters, out),
+        _ => window_block::<5, FMA>(taps, p, k, filters, out),
     }
 }
 
-/// Output pixels `p..p + P` of the row whose windows start at `top` (padded rows of `stride`
-/// values), in tiles of 16, then 8, then 1 filters.
+/// Output pixels `p..p + P` of a row with windows `taps` (see [`row_taps`]), in tiles of 16,
+/// then 8, then 1 filters.
 #[inline(always)]
 fn window_block<const P: usize, const FMA: bool>(
-    g: &Conv2dGeometry,
-    top: (&[f32], usize),
+    taps: &[&[f32]],
     p: usize,
     k: &[f32],
     filters: usize,
@@ -511,15 +555,15 @@ fn window_block<const P: usize, const FMA: bool>(
 ) {
     let mut f0 = 0;
     while f0 + 16 <= filters {
-        window_tile::<P, 16, FMA>(g, top, p, k, (filters, f0), out);
+        window_tile::<P, 16, FMA>(taps, p, k, (filters, f0), out);
         f0 += 16;
     }
     if f0 + 8 <= filters {
-        window_tile::<P, 8, FMA>(g, top, p, k, (filters, f0), out);
+        window_tile::<P, 8, FMA>(taps, p, k, (filters, f0), out);
         f0 += 8;
     }
     while f0 < filters {
-        window_tile::<P, 1, FMA>(g, top, p, k, (filters, f0), out);
+        window_tile::<P, 1, FMA>(taps, p, k, (filters, f0), out);
         f0 += 1;
     }
 }
@@ -527,27 +571,19 @@ fn window_block<const P: usize, const FMA: bool>(
 /// One register tile of [`window_block`]: `P` pixels x filters `f0..f0 + T`.
 #[inline(always)]
 fn window_tile<const P: usize, const T: usize, const FMA: bool>(
-    g: &Conv2dGeometry,
-    (top, stride): (&[f32], usize),
+    taps: &[&[f32]],
     p: usize,
     k: &[f32],
     (filters, f0): (usize, usize),
     out: &mut [f32],
 ) {
-    let (kwc, step) = (g.k_w * g.in_c, g.stride_w * g.in_c);
     let mut acc = [[0.0f32; T]; P];
-    for (kh, kk) in k.chunks_exact(kwc * filters).enumerate() {
-        let at = kh * stride + p * step;
-        let wins: [&[f32]; P] = std::array::from_fn(|q| &top[at + q * step..][..kwc]);
-        for j in 0..kwc {
-            let kt: &[f32; T] = kk[j * filters + f0..j * filters + f0 + T]
-                .try_into()
-                .expect("T values");
-            for (a, win) in acc.iter_mut().zip(&wins) {
-                let w = win[j];
-                for l in 0..T {
-                    a[l] = madd::<FMA>(w, kt[l], a[l]);
-                }
+    for (tap, kt) in taps.iter().zip(k.chunks_exact(filters)) {
+        let w: &[f32; P] = tap[p..p + P].try_into().expect("P values");
+        let kt: &[f32; T] = kt[f0..f0 + T].try_into().expect("T values");
+        for (a, &w) in acc.iter_mut().zip(w) {
+            for l in 0..T {
+                a[l] = madd::<FMA>(w, kt[l], a[l]);
             }
         }
     }
@@ -830,8 +866,8 @@ pub fn conv2d_backward_with(
     // K^T as [F, patch] with rows padded to whole 8-lane vectors (zeros): the window gradient
     // of a pixel is its dz row times K^T.
     let kt_width = patch.next_multiple_of(8);
-    let kt: Option<Vec<f32>> = kernel.map(|k| {
-        let k = k.to_contiguous();
+    let kmat = kernel.map(Tensor::to_contiguous);
+    let kt: Option<Vec<f32>> = kmat.as_ref().map(|k| {
         let k = k.as_slice().expect("contiguous");
         let mut kt = vec![0.0f32; filters * kt_width];
         for (t, row) in k.chunks_exact(filters).enumerate() {
@@ -841,6 +877,7 @@ pub fn conv2d_backward_with(
         }
         kt
     });
+    let kernels = kmat.as_ref().and_then(Tensor::as_slice).zip(kt.as_deref());
     let image = g.in_h * g.in_w * g.in_c;
     let mut dx = kt.as_ref().map(|_| take_zeroed(g.batch * image));
     // One row of `patch * F` kernel sums and `F` bias sums per image, and its input gradient.
@@ -855,9 +892,12 @@ pub fn conv2d_backward_with(
     };
     parallel::for_row_blocks(&mut images, 1, 2, |first, block| {
         let row = g.out_w * filters;
-        let mut dz = vec![0.0f32; row];
-        let mut dwin = vec![0.0f32; g.out_w * kt_width];
-        let (mut pad, mut pad_dx) = (Vec::new(), Vec::new());
+        // dz with zero pixels up to a multiple of 8, and the window gradients (pixel by pixel
+        // with rows of `kt_width`, or tap by tap with rows of that many pixels).
+        let pixels = g.out_w.next_multiple_of(8);
+        let mut dz_padded = vec![0.0f32; pixels * filters];
+        let mut dwin = vec![0.0f32; pixels * kt_width];
+        let (mut pad, mut pad_dx, mut taps) = (Vec::new(), Vec::new(), Vec::new());
         for (i, (sums, dxi)) in block.iter_mut().enumerate() {
             let n = first + i;
             pad_image(g, x, n, &mut pad);
@@ -868,11 +908,13 @@ pub fn conv2d_backward_with(
                 let mut target = dxi.as_deref_mut().map(|d| padded_target(g, d, &mut pad_dx));
                 for oh in 0..g.out_h {
                     let at = (n * g.out_h + oh) * row;
+                    let dz = &mut dz_padded[..row];
                     dz.copy_from_slice(&dy[at..at + row]);
-                    prologue(at / filters, &mut dz);
-                    kernel_sums_row(g, img, oh, &dz, sums);
-                    if let (Some((dxp, stride)), Some(kt)) = (target.as_mut(), kt.as_deref()) {
-                        input_grad_row(g, &dz, (kt, kt_width), &mut dwin, oh, (dxp, *stride));
+                    prologue(at / filters, dz);
+                    kernel_sums_row(g, img, oh, dz, sums, &mut taps);
+                    if let (Some((dxp, stride)), Some((k, kt))) = (target.as_mut(), kernels) {
+                        let kernel = (k, kt, kt_width);
+                        input_grad_row(g, &dz_padded, kernel, &mut dwin, oh, (dxp, *stride));
                     }
                 }
             }
@@ -939,14 +981,17 @@ pub(crate) fn add_image_sums(partial: &[f32], kshape: &[usize; 4]) -> Result<(Te
 }
 
 simd::dispatch! {
-    /// The input gradient of output row `oh`: the window gradients `dz K^T` (rows of
-    /// `kt.1` values, computed into `dwin`), each added back to the padded pixels its window
-    /// read (`dx.0`, rows of `dx.1` values). Compiled for AVX2 and FMA where available, as
-    /// [`conv_row`].
+    /// The input gradient of output row `oh`: the window gradients `dz K^T` (computed into
+    /// `dwin` from the kernel `K` as `[patch, F]`, or from `K^T` as `[F, kernel.2]` with rows
+    /// padded to `kernel.2` values), each added back to the padded pixels its window read (`dx.0`,
+    /// rows of `dx.1` values). `dz` holds the row's pixels and zeros up to a multiple of 8
+    /// pixels. Compiled for AVX2 and FMA where available, as [`conv_row`]; there, with 8 to 32
+    /// filters (a multiple of 8), each window gradient is a dot product over the filters in 8
+    /// lanes, added across lanes at the end.
     fn input_grad_row(
         g: &Conv2dGeometry,
         dz: &[f32],
-        kt: (&[f32], usize),
+        kernel: (&[f32], &[f32], usize),
         dwin: &mut [f32],
         oh: usize,
         dx: (&mut [f32], usize),
@@ -958,31 +1003,74 @@ simd::dispatch! {
 fn input_grad_row_body<const FMA: bool>(
     g: &Conv2dGeometry,
     dz: &[f32],
-    (kt, width): (&[f32], usize),
+    (k, kt, width): (&[f32], &[f32], usize),
     dwin: &mut [f32],
     oh: usize,
     (dxp, stride): (&mut [f32], usize),
 ) {
-    let filters = dz.len() / g.out_w;
+    let pixels = g.out_w.next_multiple_of(8);
+    let filters = dz.len() / pixels;
+    #[cfg(target_arch = "x86_64")]
+    if FMA && filters.is_multiple_of(8) && (8..=32).contains(&filters) {
+        let windows = (dz, k, g.patch_len());
+        // SAFETY: `FMA` is true only in the build that `simd::dispatch!` compiles for AVX2 and
+        // FMA and calls after checking that the CPU has them.
+        unsafe {
+            match filters / 8 {
+                1 => avx::window_grads::<1>(windows, dwin, pixels),
+                2 => avx::window_grads::<2>(windows, dwin, pixels),
+                3 => avx::window_grads::<3>(windows, dwin, pixels),
+                _ => avx::window_grads::<4>(windows, dwin, pixels),
+            }
+        }
+        scatter_window_grads(g, dwin, (1, pixels), oh, (dxp, stride));
+        return;
+    }
+    let dz = &dz[..g.out_w * filters];
     let mut p = 0;
-    while p + 4 <= g.out_w {
+    while p + 6 <= g.out_w {
         let out = &mut dwin[p * width..];
-        pixel_block::<4, FMA>(&dz[p * filters..], filters, kt, width, out);
-        p += 4;
+        pixel_block::<6, FMA>(&dz[p * filters..], filters, kt, width, out);
+        p += 6;
     }
-    while p < g.out_w {
-        let out = &mut dwin[p * width..];
-        pixel_block::<1, FMA>(&dz[p * filters..], filters, kt, width, out);
-        p += 1;
+    let (d, out) = (&dz[p * filters..], &mut dwin[p * width..]);
+    match g.out_w - p {
+        0 => {}
+        1 => pixel_block::<1, FMA>(d, filters, kt, width, out),
+        2 => pixel_block::<2, FMA>(d, filters, kt, width, out),
+        3 => pixel_block::<3, FMA>(d, filters, kt, width, out),
+        4 => pixel_block::<4, FMA>(d, filters, kt, width, out),
+        _ => pixel_block::<5, FMA>(d, filters, kt, width, out),
     }
-    // Tap by tap, so that the pixels of one pass add to distinct input values.
+    scatter_window_grads(g, dwin, (width, 1), oh, (dxp, stride));
+}
+
+/// Adds the window gradients of output row `oh` to the padded input pixels they came from
+/// (`dxp`, rows of `stride` values), tap by tap, so that the pixels of one pass add to distinct
+/// input values. The gradient of pixel `p` at tap `t` is `dwin[p * along.0 + t * along.1]`.
+#[inline(always)]
+fn scatter_window_grads(
+    g: &Conv2dGeometry,
+    dwin: &[f32],
+    (per_pixel, per_tap): (usize, usize),
+    oh: usize,
+    (dxp, stride): (&mut [f32], usize),
+) {
     let (kwc, step) = (g.k_w * g.in_c, g.stride_w * g.in_c);
     for kh in 0..g.k_h {
         let dst = &mut dxp[(oh * g.stride_h + kh) * stride..];
         for j in 0..kwc {
-            let src = dwin[kh * kwc + j..].iter().step_by(width);
-            for (d, &v) in dst[j..].iter_mut().step_by(step).zip(src) {
-                *d += v;
+            let t = kh * kwc + j;
+            if (per_pixel, step) == (1, 1) {
+                let src = &dwin[t * per_tap..t * per_tap + g.out_w];
+                for (d, &v) in dst[j..j + g.out_w].iter_mut().zip(src) {
+                    *d += v;
+                }
+            } else {
+                let src = dwin[t * per_tap..].iter().step_by(per_pixel).take(g.out_w);
+                for (d, &v) in dst[j..].iter_mut().step_by(step).zip(src) {
+                    *d += v;
+                }
             }
         }
     }
@@ -991,7 +1079,7 @@ fn input_grad_row_body<const FMA: bool>(
 simd::dispatch! {
     /// Adds output row `oh` of one padded image to the kernel sums: `sums[t, f] += sum_p
     /// window[p, t] dz[p, f]` and the bias sums `sums[patch, f] += sum_p dz[p, f]`, over the
-    /// row's pixels `p` in order, the windows read in place. Compiled for AVX2 and FMA where
+    /// row's pixels `p` in order (`scratch` as in [`row_taps`]). Compiled for AVX2 and FMA where
     /// available, as [`conv_row`].
     pub(crate) fn kernel_sums_row(
         g: &Conv2dGeometry,
@@ -999,10 +1087,11 @@ simd::dispatch! {
         oh: usize,
         dz: &[f32],
         sums: &mut [f32],
+        scratch: &mut Vec<f32>,
     ) => kernel_sums_row_body
 }
 
-/// The body of [`kernel_sums_row`]: tiles of 4 taps by 16, then 8, then 1 filters, each held in
+/// The body of [`kernel_sums_row`]: tiles of 6 taps by 16, then 8, then 1 filters, each held in
 /// registers over the row's pixels; the bias rides along with the last taps.
 #[inline(always)]
 fn kernel_sums_row_body<const FMA: bool>(
@@ -1011,51 +1100,49 @@ fn kernel_sums_row_body<const FMA: bool>(
     oh: usize,
     dz: &[f32],
     sums: &mut [f32],
+    scratch: &mut Vec<f32>,
 ) {
-    let (patch, kwc) = (g.patch_len(), g.k_w * g.in_c);
+    let all = row_taps(g, img, oh, scratch);
+    let taps = &all[..g.patch_len()];
+    let dz = &dz[..g.out_w * (dz.len() / g.out_w.max(1))];
     let filters = dz.len() / g.out_w;
-    // Where each tap sits relative to its window's first value.
-    let mut offsets = [0usize; DIRECT_MAX_PATCH];
-    for (t, o) in offsets.iter_mut().enumerate().take(patch) {
-        *o = t / kwc * img.stride + t % kwc;
-    }
-    let taps = (&img.data[oh * g.stride_h * img.stride..], &offsets[..patch]);
     let mut f0 = 0;
     while f0 + 16 <= filters {
-        tap_tiles::<16, FMA>(g, taps, dz, (filters, f0), sums);
+        tap_tiles::<16, FMA>(taps, dz, (filters, f0), sums);
         f0 += 16;
     }
     if f0 + 8 <= filters {
-        tap_tiles::<8, FMA>(g, taps, dz, (filters, f0), sums);
+        tap_tiles::<8, FMA>(taps, dz, (filters, f0), sums);
         f0 += 8;
     }
     while f0 < filters {
-        tap_tiles::<1, FMA>(g, taps, dz, (filters, f0), sums);
+        tap_tiles::<1, FMA>(taps, dz, (filters, f0), sums);
         f0 += 1;
     }
 }
 
-/// [`kernel_sums_row_body`] for filters `f0..f0 + T`, all taps (in groups of 4, the last group
+/// [`kernel_sums_row_body`] for filters `f0..f0 + T`, all taps (in groups of 6, the last group
 /// with the bias).
 #[inline(always)]
 fn tap_tiles<const T: usize, const FMA: bool>(
-    g: &Conv2dGeometry,
-    (top, offsets): (&[f32], &[usize]),
+    taps: &[&[f32]],
     dz: &[f32],
     at: (usize, usize),
     sums: &mut [f32],
 ) {
+    let patch = taps.len();
     let mut t0 = 0;
-    while t0 + 4 <= offsets.len() {
-        sums_tile::<4, false, T, FMA>(g, (top, &offsets[t0..]), dz, at, t0, sums);
-        t0 += 4;
+    while t0 + 6 <= patch {
+        sums_tile::<6, false, T, FMA>(taps, dz, at, (t0, patch), sums);
+        t0 += 6;
     }
-    let last = (top, &offsets[t0..]);
-    match offsets.len() - t0 {
-        0 => sums_tile::<0, true, T, FMA>(g, last, dz, at, t0, sums),
-        1 => sums_tile::<1, true, T, FMA>(g, last, dz, at, t0, sums),
-        2 => sums_tile::<2, true, T, FMA>(g, last, dz, at, t0, sums),
-        _ => sums_tile::<3, true, T, FMA>(g, last, dz, at, t0, sums),
+    match patch - t0 {
+        0 => sums_tile::<0, true, T, FMA>(taps, dz, at, (t0, patch), sums),
+        1 => sums_tile::<1, true, T, FMA>(taps, dz, at, (t0, patch), sums),
+        2 => sums_tile::<2, true, T, FMA>(taps, dz, at, (t0, patch), sums),
+        3 => sums_tile::<3, true, T, FMA>(taps, dz, at, (t0, patch), sums),
+        4 => sums_tile::<4, true, T, FMA>(taps, dz, at, (t0, patch), sums),
+        _ => sums_tile::<5, true, T, FMA>(taps, dz, at, (t0, patch), sums),
     }
 }
 
@@ -1064,16 +1151,15 @@ fn tap_tiles<const T: usize, const FMA: bool>(
 /// is, which is what a multiply-add with a window value of one gives.
 #[inline(always)]
 fn sums_tile<const G: usize, const BIAS: bool, const T: usize, const FMA: bool>(
-    g: &Conv2dGeometry,
-    (top, offsets): (&[f32], &[usize]),
+    taps: &[&[f32]],
     dz: &[f32],
     (filters, f0): (usize, usize),
-    t0: usize,
+    (t0, patch): (usize, usize),
     sums: &mut [f32],
 ) {
-    let offsets: &[usize; G] = offsets[..G].try_into().expect("G taps");
-    let step = g.stride_w * g.in_c;
-    let bias_at = g.patch_len() * filters + f0;
+    let pixels = dz.len() / filters;
+    let taps: [&[f32]; G] = std::array::from_fn(|q| &taps[t0 + q][..pixels]);
+    let bias_at = patch * filters + f0;
     let mut acc = [[0.0f32; T]; G];
     for (q, a) in acc.iter_mut().enumerate() {
         a.copy_from_slice(&sums[(t0 + q) * filters + f0..(t0 + q) * filters + f0 + T]);
@@ -1082,11 +1168,12 @@ fn sums_tile<const G: usize, const BIAS: bool, const T: usize, const FMA: bool>(
     if BIAS {
         bias.copy_from_slice(&sums[bias_at..bias_at + T]);
     }
-    for (p, d) in dz.chunks_exact(filters).enumerate() {
-        let d: &[f32; T] = d[f0..f0 + T].try_into().expect("T values");
-        let base = p * step;
-        for (a, &o) in acc.iter_mut().zip(offsets) {
-            let w = top[base + o];
+    for p in 0..pixels {
+        let d: &[f32; T] = dz[p * filters + f0..p * filters + f0 + T]
+            .try_into()
+            .expect("T values");
+        for (a, tap) in acc.iter_mut().zip(&taps) {
+            let w = tap[p];
             for l in 0..T {
                 a[l] = madd::<FMA>(w, d[l], a[l]);
             }
@@ -1102,6 +1189,67 @@ fn sums_tile<const G: usize, const BIAS: bool, const T: usize, const FMA: bool>(
     }
     if BIAS {
         sums[bias_at..bias_at + T].copy_from_slice(&bias);
+    }
+}
+
+/// Kernels written with AVX2 and FMA intrinsics, for the builds `simd::dispatch!` makes for
+/// CPUs that have them.
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps, _mm256_mul_ps,
+        _mm256_permute2f128_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+
+    /// Eight values as a vector.
+    #[target_feature(enable = "avx2,fma")]
+    fn load(v: &[f32; 8]) -> __m256 {
+        // SAFETY: `v` is 8 readable values; the load has no alignment requirement.
+        unsafe { _mm256_loadu_ps(v.as_ptr()) }
+    }
+
+    /// `[sum(a[0]), ..., sum(a[7])]`: each vector's 8 lanes added as
+    /// `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))`.
+    #[target_feature(enable = "avx2,fma")]
+    fn sums8(a: &[__m256; 8]) -> __m256 {
+        let q0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+        let q1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+        // q0 = [low halves of a0..a3, high halves of a0..a3], q1 the same for a4..a7.
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x20>(q0, q1),
+            _mm256_permute2f128_ps::<0x31>(q0, q1),
+        )
+    }
+
+    /// The window gradients of a row of pixels, tap by tap: `dwin[t, p] = sum_f dz[p, f] k[t, f]`
+    /// for the taps `t < patch` of `k` (`[patch, 8 V]`), rows of `dwin` of `pixels` values (a
+    /// multiple of 8, `dz` holding that many whole pixels of `8 V` values). Each is a dot product
+    /// in 8 lanes (the filters `8 v + l` in lane `l`, in order of `v`) whose lanes [`sums8`]
+    /// then adds, 8 pixels at a time.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn window_grads<const V: usize>(
+        (dz, k, patch): (&[f32], &[f32], usize),
+        dwin: &mut [f32],
+        pixels: usize,
+    ) {
+        let filters = 8 * V;
+        let lanes = |s: &[f32], at: usize| load(s[at..at + 8].try_into().expect("8 values"));
+        let rows = k.chunks_exact(filters).zip(dwin.chunks_exact_mut(pixels));
+        for (krow, out) in rows.take(patch) {
+            let kv: [__m256; V] = std::array::from_fn(|v| lanes(krow, 8 * v));
+            for (group, out) in dz.chunks_exact(8 * filters).zip(out.chunks_exact_mut(8)) {
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for (a, d) in acc.iter_mut().zip(group.chunks_exact(filters)) {
+                    *a = _mm256_mul_ps(lanes(d, 0), kv[0]);
+                    for (v, &kv) in kv.iter().enumerate().skip(1) {
+                        *a = _mm256_fmadd_ps(lanes(d, 8 * v), kv, *a);
+                    }
+                }
+                let out: &mut [f32; 8] = out.try_into().expect("8 values");
+                // SAFETY: `out` is 8 writable values; the store has no alignment requirement.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sums8(&acc)) };
+            }
+        }
     }
 }
 

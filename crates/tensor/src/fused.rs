@@ -111,7 +111,7 @@ pub fn conv2d_max_pool_with(
         parallel::for_row_blocks(&mut rows, 1, grain, |first, block| {
             let conv_row_len = conv.out_w * filters;
             let mut scratch = vec![0.0f32; pool.k_h * conv_row_len];
-            let (mut pad, mut pad_of) = (Vec::new(), None);
+            let (mut pad, mut pad_of, mut taps) = (Vec::new(), None, Vec::new());
             let mut positions = Vec::with_capacity(pool.k_h * pool.k_w);
             for (r, (o_row, w_row)) in block.iter_mut().enumerate() {
                 let (n, ph) = ((first + r) / pool.out_h, (first + r) % pool.out_h);
@@ -123,7 +123,7 @@ pub fn conv2d_max_pool_with(
                 for kh in 0..pool.k_h {
                     if let Some(oh) = pool.input_row(ph, kh) {
                         let row = &mut scratch[kh * conv_row_len..(kh + 1) * conv_row_len];
-                        conv_row(conv, img, k, filters, oh, row);
+                        conv_row(conv, img, k, filters, oh, row, &mut taps);
                         epilogue(row);
                     }
                 }
@@ -264,7 +264,7 @@ pub fn conv2d_max_pool_backward_params(
     if pooled_row > 0 && patch > 0 {
         parallel::for_row_blocks(&mut partial, width, 2, |first, block| {
             let mut scratch = vec![0.0f32; pool.k_h * conv.out_w * filters];
-            let mut pad = Vec::new();
+            let (mut pad, mut taps) = (Vec::new(), Vec::new());
             for (i, sums) in block.chunks_exact_mut(width).enumerate() {
                 let n = first + i;
                 let at = n * pool.out_h * pooled_row;
@@ -272,7 +272,7 @@ pub fn conv2d_max_pool_backward_params(
                 let image = (&d[span.clone()], &winners[span]);
                 pad_image(conv, x, n, &mut pad);
                 let img = image_view(conv, x, n, &pad);
-                image_sums(conv, pool, img, image, &mut scratch, sums);
+                image_sums(conv, pool, img, image, (&mut scratch, &mut taps), sums);
             }
         });
     }
@@ -282,14 +282,14 @@ pub fn conv2d_max_pool_backward_params(
 simd::dispatch! {
     /// One image of [`conv2d_max_pool_backward_params`]: adds its kernel and bias sums to `sums`.
     /// `img` is the padded input image, `dz` and `winners` its pooled gradient and winners;
-    /// `scratch` holds `pool.k_h` convolution rows. Compiled for AVX2 where available (selects
+    /// `scratch` holds `pool.k_h` convolution rows and scratch for the windows. Compiled for AVX2 where available (selects
     /// and the FMA-dispatched kernel sums: the same bits as the portable build of those).
     fn image_sums(
         conv: &Conv2dGeometry,
         pool: &Pool2dGeometry,
         img: PaddedImage<'_>,
         image: (&[f32], &[u8]),
-        scratch: &mut [f32],
+        scratch: (&mut [f32], &mut Vec<f32>),
         sums: &mut [f32],
     ) => image_sums_body
 }
@@ -303,7 +303,7 @@ fn image_sums_body<const FMA: bool>(
     pool: &Pool2dGeometry,
     img: PaddedImage<'_>,
     (dz, winners): (&[f32], &[u8]),
-    scratch: &mut [f32],
+    (scratch, taps): (&mut [f32], &mut Vec<f32>),
     sums: &mut [f32],
 ) {
     let filters = pool.in_c;
@@ -340,7 +340,7 @@ fn image_sums_body<const FMA: bool>(
         for kh in 0..pool.k_h {
             if let Some(oh) = pool.input_row(ph, kh) {
                 let row = &scratch[kh * conv_row_len..(kh + 1) * conv_row_len];
-                kernel_sums_row(conv, img, oh, row, sums);
+                kernel_sums_row(conv, img, oh, row, sums, taps);
             }
         }
     }

@@ -107,11 +107,17 @@ fn direct_convolution_and_gradients_match_the_definition() {
         let dz: Vec<f32> = dyv
             .iter()
             .enumerate()
-            .map(|(i, &v)| if (i / filters) % 2 == 0 { v * 0.5 } else { v })
+            .map(|(i, &v)| {
+                if (i / filters).is_multiple_of(2) {
+                    v * 0.5
+                } else {
+                    v
+                }
+            })
             .collect();
         let prologue = |first: usize, rows: &mut [f32]| {
             for (p, px) in rows.chunks_exact_mut(filters).enumerate() {
-                if (first + p) % 2 == 0 {
+                if (first + p).is_multiple_of(2) {
                     px.iter_mut().for_each(|v| *v *= 0.5);
                 }
             }
