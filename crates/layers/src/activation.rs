@@ -161,6 +161,18 @@ impl Activation {
     /// activation, `dz = g f'(z)`, from its output `y` and the output gradient `g` (rows of
     /// `width`), written into `dz` (same length; its old contents are ignored).
     pub(crate) fn backward_rows(&self, y: &[f32], g: &[f32], width: usize, dz: &mut [f32]) {
+        fn map(y: &[f32], g: &[f32], dz: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+            for ((d, &g), &y) in dz.iter_mut().zip(g).zip(y) {
+                *d = f(y, g);
+            }
+        }
+        // The elementwise rules in one pass (the same expressions as in place).
+        match self {
+            Activation::Relu => return map(y, g, dz, |y, g| if y > 0.0 { g } else { 0.0 }),
+            Activation::Sigmoid => return map(y, g, dz, |y, g| g * y * (1.0 - y)),
+            Activation::Tanh => return map(y, g, dz, |y, g| g * (1.0 - y * y)),
+            _ => {}
+        }
         // In cache-sized pieces of whole rows: copy `g`, then apply the rule in place.
         let piece = width.max(1) * (4096 / width.max(1)).max(1);
         for ((d, g), y) in dz
