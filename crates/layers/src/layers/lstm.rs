@@ -1201,6 +1201,8 @@ mod tests {
             (13, 2, 4, 16, (Cell::Sigmoid, Cell::Tanh)),
             (4, 3, 5, 3, (Cell::Tanh, Cell::Relu)),
             (2, 3, 5, 6, (Cell::Sigmoid, Cell::Linear)),
+            (3, 2, 4, 11, (Cell::Tanh, Cell::Relu)),
+            (8, 2, 3, 8, (Cell::Sigmoid, Cell::Linear)),
         ];
         for (bsz, steps, d, u, cells) in cases {
             let m = model(Dims { bsz, steps, d, u }, cells);
