@@ -1,5 +1,9 @@
-//! 2-D convolution over NHWC tensors as im2col + one matrix product over the whole batch, and its
-//! two gradients.
+//! 2-D convolution over NHWC tensors and its gradients. Small windows (at most
+//! [`DIRECT_MAX_PATCH`] values) are computed directly, one output image row at a time in cache:
+//! the windows are read in place from the (zero-padded) image rows, register tiles of pixels x
+//! filters (forward) or taps x filters (kernel sums) accumulate over them, and the input
+//! gradient's window gradients `dz K^T` are added back to the pixels they came from. Larger
+//! windows go through im2col and one matrix product over the whole batch.
 
 use crate::buffer::{take, take_zeroed};
 use crate::error::{Result, TensorError};
@@ -469,24 +473,25 @@ pub(crate) fn image_view<'a>(
 /// `(kh, kw, c)` order) of pixel `p`'s window, `out_w` values per tap (the taps past the patch
 /// are empty). These are slices of the padded image rows themselves when the windows of
 /// consecutive pixels are one value apart (stride 1 over one channel), else copies in `scratch`.
+#[inline]
 pub(crate) fn row_taps<'a>(
     g: &Conv2dGeometry,
     img: PaddedImage<'a>,
     oh: usize,
     scratch: &'a mut Vec<f32>,
 ) -> [&'a [f32]; DIRECT_MAX_PATCH] {
-    let (patch, kwc, step, w) = (g.patch_len(), g.k_w * g.in_c, g.stride_w * g.in_c, g.out_w);
+    let (kwc, step, w) = (g.k_w * g.in_c, g.stride_w * g.in_c, g.out_w);
     let top = &img.data[oh * g.stride_h * img.stride..];
-    let start = |t: usize| t / kwc * img.stride + t % kwc;
+    let starts = (0..g.k_h).flat_map(|kh| (0..kwc).map(move |j| kh * img.stride + j));
     let mut taps: [&[f32]; DIRECT_MAX_PATCH] = [&[]; DIRECT_MAX_PATCH];
     if step == 1 {
-        for (t, tap) in taps.iter_mut().enumerate().take(patch) {
-            *tap = &top[start(t)..start(t) + w];
+        for (tap, start) in taps.iter_mut().zip(starts) {
+            *tap = &top[start..start + w];
         }
     } else {
         scratch.clear();
-        for t in 0..patch {
-            scratch.extend(top[start(t)..].iter().step_by(step).take(w));
+        for start in starts {
+            scratch.extend(top[start..].iter().step_by(step).take(w));
         }
         let scratch: &'a [f32] = scratch;
         for (tap, values) in taps.iter_mut().zip(scratch.chunks_exact(w.max(1))) {

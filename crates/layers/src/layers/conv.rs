@@ -1,4 +1,5 @@
-//! `Conv2D`: 2-D convolution over NHWC inputs, as im2col + one matrix product over the batch.
+//! `Conv2D`: 2-D convolution over NHWC inputs (direct kernels for small windows, im2col and one
+//! matrix product over the batch for larger ones).
 
 use gradus_autograd::{Tape, Var, Variable};
 use gradus_tensor::{
@@ -52,10 +53,12 @@ pub(crate) struct Conv2DArgs {
 /// and `ceil(in / s)` for `"same"` (extra padding at the bottom/right, as Keras). Defaults:
 /// strides 1, `"valid"`, no activation, a bias, `glorot_uniform` kernel, `zeros` bias.
 ///
-/// The forward pass unfolds every window of the whole batch (im2col) and makes one matrix
-/// product with the kernel seen as `[k_h k_w C, filters]`; the bias and a fusable activation are
-/// applied in the same pass over the output. The backward pass reuses the unfolded windows for
-/// the kernel gradient and folds `dz kernel^T` back (col2im) for the input gradient.
+/// Windows of at most `DIRECT_MAX_PATCH` values (a 3x3 kernel over up to 3 channels) are
+/// computed directly from the input rows, one output row at a time, with the bias and a fusable
+/// activation applied while the row is in cache; the backward pass forms `dz = dy f'(z)` row by
+/// row and takes the kernel, bias and (when needed) input gradients from it in the same pass.
+/// Larger windows unfold every window of the batch (im2col) and make one matrix product with
+/// the kernel seen as `[k_h k_w C, filters]`.
 ///
 /// ```
 /// use gradus_layers::{Conv2D, Layer, LayerExt};
