@@ -56,6 +56,10 @@ pub const ENV_VAR: &str = "GRADUS_NUM_THREADS";
 /// programs off the CPU.
 const SPIN: Duration = Duration::from_millis(2);
 
+/// A spinning thread yields its core once every this many looks at what it waits for, so that
+/// spinning never starves the threads doing the work when the cores are oversubscribed.
+const YIELD_EVERY: u32 = 16;
+
 thread_local! {
     /// Whether this thread is running a piece of a parallel region (or is a worker): a parallel
     /// call made from there runs serially on this thread instead of waiting on the busy pool.
@@ -221,7 +225,7 @@ impl Pool {
         let mut spins = 0u32;
         while job.left.load(Ordering::Acquire) != 0 {
             spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(1024) {
+            if spins.is_multiple_of(YIELD_EVERY) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
@@ -272,10 +276,16 @@ fn wait_for_region(shared: &Shared, seen: u64) -> u64 {
             return epoch;
         }
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(256) && start.elapsed() > SPIN {
-            break;
+        if spins.is_multiple_of(YIELD_EVERY) {
+            if start.elapsed() > SPIN {
+                break;
+            }
+            // Give the core to whoever else wants it (with more threads than free cores, that is
+            // often the thread doing the region's work).
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
         }
-        std::hint::spin_loop();
     }
     let mut guard = lock(&shared.sleep);
     shared.sleepers.fetch_add(1, Ordering::SeqCst);
