@@ -1,7 +1,7 @@
 //! `LSTM`: a long short-term memory layer, as one fused operation over the whole sequence.
 
 use gradus_autograd::{Tape, Var, Variable};
-use gradus_tensor::{Rng, Tensor, buffer};
+use gradus_tensor::{Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::dense::{yes, zeros};
@@ -356,13 +356,23 @@ impl Cell {
             _ => None,
         }
     }
+
+    /// Applies the activation in place with `k`'s multiply-add (one loop per case, so that each
+    /// vectorizes).
+    #[inline(always)]
+    fn apply<K: Kernel>(self, k: K, xs: &mut [f32]) {
+        match self {
+            Cell::Sigmoid => xs.iter_mut().for_each(|x| *x = act::sigmoid(k, *x)),
+            Cell::Tanh => xs.iter_mut().for_each(|x| *x = act::tanh(k, *x)),
+            Cell::Relu => xs.iter_mut().for_each(|x| *x = x.max(0.0)),
+            Cell::Linear => {}
+        }
+    }
 }
 
 /// An elementwise activation known at compile time, so that the fused loops specialize and
-/// vectorize: its value at `x` (with the kernel's multiply-add) and its derivative at the point
-/// whose output is `y`.
+/// vectorize: its derivative at the point whose output is `y`.
 trait Act {
-    fn f<K: Kernel>(k: K, x: f32) -> f32;
     fn df(y: f32) -> f32;
 }
 
@@ -373,22 +383,12 @@ struct LinearAct;
 
 impl Act for SigmoidAct {
     #[inline(always)]
-    fn f<K: Kernel>(k: K, x: f32) -> f32 {
-        act::sigmoid(k, x)
-    }
-
-    #[inline(always)]
     fn df(y: f32) -> f32 {
         y * (1.0 - y)
     }
 }
 
 impl Act for TanhAct {
-    #[inline(always)]
-    fn f<K: Kernel>(k: K, x: f32) -> f32 {
-        act::tanh(k, x)
-    }
-
     #[inline(always)]
     fn df(y: f32) -> f32 {
         1.0 - y * y
@@ -397,22 +397,12 @@ impl Act for TanhAct {
 
 impl Act for ReluAct {
     #[inline(always)]
-    fn f<K: Kernel>(_: K, x: f32) -> f32 {
-        x.max(0.0)
-    }
-
-    #[inline(always)]
     fn df(y: f32) -> f32 {
         if y > 0.0 { 1.0 } else { 0.0 }
     }
 }
 
 impl Act for LinearAct {
-    #[inline(always)]
-    fn f<K: Kernel>(_: K, x: f32) -> f32 {
-        x
-    }
-
     #[inline(always)]
     fn df(_: f32) -> f32 {
         1.0
@@ -461,18 +451,6 @@ struct Saved {
     ac: Vec<f32>,
     /// The hidden states `h_t`, `[T, B, U]`.
     h: Vec<f32>,
-}
-
-impl Drop for Saved {
-    /// Gives the buffers (drawn from [`buffer::take`]) back to the thread's pool, through a
-    /// tensor's drop, so that the next batch reuses their pages.
-    fn drop(&mut self) {
-        for v in [&mut self.gates, &mut self.c, &mut self.ac, &mut self.h] {
-            let v = std::mem::take(v);
-            let len = v.len();
-            drop(Tensor::from_vec(v, &[len]));
-        }
-    }
 }
 
 /// The operands of the forward pass.
@@ -524,24 +502,17 @@ fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
         bias,
     } = op;
     let (g4, rows) = (4 * u, steps * bsz);
-    // Every value of these is written below before it is read.
-    let mut saved = Saved {
-        gates: buffer::take(rows * g4),
-        c: buffer::take(rows * u),
-        ac: buffer::take(rows * u),
-        h: buffer::take(rows * u),
-    };
-    let Saved { gates, c, ac, h } = &mut saved;
-    let zeros = vec![0.0f32; MR * u];
+    let mut gates = Vec::with_capacity(rows * g4);
+    let mut c = Vec::with_capacity(rows * u);
+    let mut ac = Vec::with_capacity(rows * u);
+    let mut h: Vec<f32> = Vec::with_capacity(rows * u);
+    let mut cn = vec![0.0f32; u];
     for t in 0..steps {
-        // The states of step `t - 1` (read) and of step `t` (written).
-        let (c_prev, c_t) = c.split_at_mut(t * bsz * u);
-        let (h_prev, h_t) = h.split_at_mut(t * bsz * u);
-        let gates_t = &mut gates[t * bsz * g4..(t + 1) * bsz * g4];
-        let ac_t = &mut ac[t * bsz * u..(t + 1) * bsz * u];
         for r0 in (0..bsz).step_by(MR) {
             let nr = MR.min(bsz - r0);
-            let zb = &mut gates_t[r0 * g4..(r0 + nr) * g4];
+            let base = gates.len();
+            gates.resize(base + nr * g4, 0.0);
+            let zb = &mut gates[base..];
             let xs = Lhs {
                 data: &x[(r0 * steps + t) * d..],
                 rs: steps * d,
@@ -558,7 +529,7 @@ fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
                 };
                 if t > 0 {
                     let hs = Lhs {
-                        data: &h_prev[((t - 1) * bsz + r0) * u..],
+                        data: &h[((t - 1) * bsz + r0) * u..],
                         rs: u,
                         cs: 1,
                     };
@@ -567,62 +538,50 @@ fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
                     kern.tile(nr, &[xw], init, out);
                 }
             }
-            let (b0, b1) = (r0 * u, (r0 + nr) * u);
-            let cp = if t > 0 {
-                &c_prev[(t - 1) * bsz * u + b0..(t - 1) * bsz * u + b1]
-            } else {
-                &zeros[..nr * u]
-            };
-            let states = (&mut c_t[b0..b1], &mut ac_t[b0..b1], &mut h_t[b0..b1]);
-            dispatch!((s, a), cell_rows(kern, u, zb, cp, states));
+            for (row, zr) in zb.chunks_exact_mut(g4).enumerate() {
+                let prev = (t > 0).then(|| ((t - 1) * bsz + r0 + row) * u);
+                cell(kern, (s, a), zr, prev.map(|p| &c[p..p + u]), &mut cn);
+                c.extend_from_slice(&cn);
+                a.apply(kern, &mut cn);
+                ac.extend_from_slice(&cn);
+                h.extend(zr[3 * u..].iter().zip(&cn).map(|(o, ac)| o * ac));
+            }
         }
     }
-    saved
+    Saved { gates, c, ac, h }
 }
 
-/// The forward cell for a block of batch rows (`z: [rows, 4U]`, the others `[rows, U]`): applies
-/// the activations to the pre-activations `z = [z_i, z_f, z_c, z_o]` in place (giving `i, f, g,
-/// o`) and writes `c = f c_prev + i g`, `a(c)` and `h = o a(c)`. `S` is the gate activation, `A`
-/// the cell activation.
+/// One batch row of the forward cell: applies the activations to the pre-activations `z =
+/// [z_i, z_f, z_c, z_o]` in place (giving `i, f, g, o`), sets `cn = f c_prev + i g` (`i g`
+/// without `c_prev`).
 #[inline(always)]
-fn cell_rows<S: Act, A: Act>(
-    k: impl Kernel,
-    u: usize,
+fn cell<K: Kernel>(
+    k: K,
+    (s, a): (Cell, Cell),
     z: &mut [f32],
-    c_prev: &[f32],
-    (c, ac, h): (&mut [f32], &mut [f32], &mut [f32]),
+    c_prev: Option<&[f32]>,
+    cn: &mut [f32],
 ) {
-    for ((((z, cp), c), ac), h) in z
-        .chunks_exact_mut(4 * u)
-        .zip(c_prev.chunks_exact(u))
-        .zip(c.chunks_exact_mut(u))
-        .zip(ac.chunks_exact_mut(u))
-        .zip(h.chunks_exact_mut(u))
-    {
-        // One short loop per activation or product, which the compiler vectorizes (the
-        // activations are long chains of dependent operations: a loop fusing them all would be
-        // bound by their latency).
-        apply::<S>(k, &mut z[..2 * u]);
-        apply::<A>(k, &mut z[2 * u..3 * u]);
-        apply::<S>(k, &mut z[3 * u..]);
-        let (i, rest) = z.split_at(u);
-        let (f, rest) = rest.split_at(u);
-        let (g, o) = rest.split_at(u);
-        for ((c, (&f, &cp)), (&i, &g)) in c.iter_mut().zip(f.iter().zip(cp)).zip(i.iter().zip(g)) {
-            *c = f * cp + i * g;
+    let u = cn.len();
+    let z = &mut z[..4 * u];
+    s.apply(k, &mut z[..2 * u]);
+    a.apply(k, &mut z[2 * u..3 * u]);
+    s.apply(k, &mut z[3 * u..]);
+    let (i, rest) = z.split_at(u);
+    let (f, rest) = rest.split_at(u);
+    let g = &rest[..u];
+    match c_prev {
+        Some(cp) => {
+            for ((((c, &f), &cp), &i), &g) in cn.iter_mut().zip(f).zip(cp).zip(i).zip(g) {
+                *c = f * cp + i * g;
+            }
         }
-        ac.copy_from_slice(c);
-        apply::<A>(k, ac);
-        for ((h, &o), &ac) in h.iter_mut().zip(o).zip(ac.iter()) {
-            *h = o * ac;
+        None => {
+            for ((c, &i), &g) in cn.iter_mut().zip(i).zip(g) {
+                *c = i * g;
+            }
         }
     }
-}
-
-/// Applies the activation `F` in place.
-#[inline(always)]
-fn apply<F: Act>(k: impl Kernel, xs: &mut [f32]) {
-    xs.iter_mut().for_each(|x| *x = F::f(k, *x));
 }
 
 /// Lanes processed together by the backward cell: its loops are written on fixed-size arrays,
@@ -1168,7 +1127,7 @@ mod tests {
         assert_close("dW", &grads.dw, &dw);
         assert_close("dU", &grads.du, &du);
         assert_close("db", &grads.db, &db);
-        (saved.h.clone(), grads)
+        (saved.h, grads)
     }
 
     /// [`backward_body`] with the cell types first, for `dispatch!`.
