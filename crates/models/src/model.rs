@@ -1051,8 +1051,15 @@ fn sharded_train_step<N: Network>(
     let mut total = grads.next().unwrap_or_default();
     for part in grads {
         for (sum, g) in total.iter_mut().zip(part) {
-            let g = g.to_contiguous();
-            let g = g.as_slice().expect("contiguous");
+            // `to_contiguous` copies even a contiguous tensor: read it in place when possible.
+            let copy;
+            let g = match g.as_slice() {
+                Some(g) => g,
+                None => {
+                    copy = g.to_contiguous();
+                    copy.as_slice().expect("contiguous")
+                }
+            };
             sum.as_slice_mut()
                 .iter_mut()
                 .zip(g)
