@@ -991,8 +991,7 @@ fn shard_plan<'l, N: Network>(
 ) -> Option<(&'l dyn Loss, Reduction, Vec<Range<usize>>)> {
     let shards = shard_ranges(rows)?;
     let reduction = additive_reduction(loss)?;
-    network
-        .splits_over_batch(training)
+    (network.splits_over_batch(training) && network.gains_from_shards())
         .then_some((loss, reduction, shards))
 }
 

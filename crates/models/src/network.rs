@@ -117,6 +117,13 @@ pub trait Network: fmt::Debug + Send + Sync {
         false
     }
 
+    /// Whether shards run faster than the whole batch with split kernels (see
+    /// [`Layer::gains_from_shards`]); `false` by default. [`Sequential`] answers whether one
+    /// of its layers gains.
+    fn gains_from_shards(&self) -> bool {
+        false
+    }
+
     /// Whether every layer is built.
     fn is_built(&self) -> bool {
         let layers = self.layers();
@@ -343,6 +350,10 @@ impl Network for Sequential {
     /// Every layer splits over the batch.
     fn splits_over_batch(&self, training: bool) -> bool {
         self.layers.iter().all(|l| l.splits_over_batch(training))
+    }
+
+    fn gains_from_shards(&self) -> bool {
+        self.layers.iter().any(|l| l.gains_from_shards())
     }
 
     /// The stack rebuilt from its [`config`](Network::config); `None` when a layer is not

@@ -12,7 +12,7 @@ use gradus_layers::{
     BatchNormalization, Conv2D, Dense, Dropout, Flatten, L2, Layer, LayerConfig, MaxPooling2D,
 };
 use gradus_losses::{Reduction, SparseCategoricalCrossentropy};
-use gradus_models::{FitOptions, History, Model, ModelError, Sequential};
+use gradus_models::{FitOptions, History, Model, ModelError, Network, Sequential};
 use gradus_optim::Optimizer;
 use gradus_optim::rules::Adam;
 use gradus_tensor::{Rng, Tensor, parallel};
@@ -82,6 +82,9 @@ impl Layer for Probe {
         }
     }
     fn splits_over_batch(&self, _training: bool) -> bool {
+        self.splits
+    }
+    fn gains_from_shards(&self) -> bool {
         self.splits
     }
 }
@@ -174,7 +177,9 @@ fn sharded_mlp_fit_equals_one_thread() {
     let _guard = lock();
     let (x, y) = data(320, &[6, 6], 1);
     let net = || {
+        // The probe makes the network gain from shards (Dense layers alone do not).
         Sequential::new()
+            .layer(probe(true).0)
             .layer(Flatten::new())
             .layer(
                 Dense::new(16)
@@ -288,6 +293,7 @@ fn sharded_evaluate_and_predict_equal_one_thread() {
     let _guard = lock();
     let (x, y) = data(200, &[8], 6);
     let net = Sequential::new()
+        .layer(probe(true).0)
         .layer(Dense::new(16).activation("relu"))
         .layer(Dropout::new(0.5)) // no effect outside training: still splits
         .layer(BatchNormalization::new())
@@ -324,6 +330,7 @@ fn an_error_in_a_shard_is_the_whole_batch_error_and_changes_nothing() {
     let errors = [1, 2].map(|threads| {
         parallel::set_num_threads(threads);
         let net = Sequential::new()
+            .layer(probe(true).0)
             .layer(Dense::new(16).activation("relu"))
             .layer(Dense::new(10));
         let mut model = compiled(net, SparseCategoricalCrossentropy::new().from_logits(true));
@@ -356,7 +363,7 @@ fn a_shard_error_is_a_loss_error() {
     let (x, _) = data(64, &[8], 8);
     let y = Tensor::full(&[64], 10.0); // every label out of range
     let mut model = compiled(
-        Sequential::new().layer(Dense::new(10)),
+        Sequential::new().layer(probe(true).0).layer(Dense::new(10)),
         SparseCategoricalCrossentropy::new().from_logits(true),
     );
     let options = FitOptions {
@@ -367,4 +374,66 @@ fn a_shard_error_is_a_loss_error() {
     let err = model.fit(&x, &y, options).unwrap_err();
     assert!(matches!(err, ModelError::Loss(_)), "{err:?}");
     parallel::set_num_threads(1);
+}
+
+#[test]
+fn only_networks_with_a_layer_that_gains_are_sharded() {
+    let mlp = Sequential::new()
+        .layer(Flatten::new())
+        .layer(Dense::new(16).activation("relu"))
+        .layer(Dense::new(10));
+    assert!(mlp.splits_over_batch(true) && !mlp.gains_from_shards());
+    let cnn = Sequential::new()
+        .layer(Conv2D::new(4, 3))
+        .layer(Flatten::new())
+        .layer(Dense::new(10));
+    assert!(cnn.splits_over_batch(true) && cnn.gains_from_shards());
+    // An MLP is not cut (its products split over the threads instead): the probe that splits
+    // but does not say it gains sees whole batches.
+    let _guard = lock();
+    parallel::set_num_threads(2);
+    let (x, y) = data(128, &[8], 9);
+    let (splits, rows) = probe(true);
+    let net = Sequential::new()
+        .layer(GainsNothing(splits))
+        .layer(Dense::new(10));
+    let mut model = compiled(net, SparseCategoricalCrossentropy::new().from_logits(true));
+    fit(&mut model, &x, &y, 128); // 102 training rows, 26 for validation
+    let rows = recorded(&rows);
+    assert!(rows.iter().all(|&r| r == 102 || r == 26), "{rows:?}");
+    parallel::set_num_threads(1);
+}
+
+/// A probe that splits over the batch but does not gain from shards.
+#[derive(Debug)]
+struct GainsNothing(Probe);
+
+impl Layer for GainsNothing {
+    fn class_name(&self) -> &'static str {
+        self.0.class_name()
+    }
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn set_name(&mut self, name: &str) -> gradus_layers::Result<()> {
+        self.0.set_name(name)
+    }
+    fn build(&mut self, input_shape: &[usize], rng: &mut Rng) -> gradus_layers::Result<()> {
+        self.0.build(input_shape, rng)
+    }
+    fn built_input_shape(&self) -> Option<&[usize]> {
+        self.0.built_input_shape()
+    }
+    fn call<'t>(&self, x: &Var<'t>, training: bool) -> gradus_layers::Result<Var<'t>> {
+        self.0.call(x, training)
+    }
+    fn output_shape(&self, input_shape: &[usize]) -> gradus_layers::Result<Vec<usize>> {
+        self.0.output_shape(input_shape)
+    }
+    fn config(&self) -> LayerConfig {
+        self.0.config()
+    }
+    fn splits_over_batch(&self, training: bool) -> bool {
+        self.0.splits_over_batch(training)
+    }
 }

@@ -198,6 +198,10 @@ impl Layer for Conv2D {
         true
     }
 
+    fn gains_from_shards(&self) -> bool {
+        true
+    }
+
     fn class_name(&self) -> &'static str {
         "Conv2D"
     }

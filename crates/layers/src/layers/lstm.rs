@@ -206,6 +206,10 @@ impl Layer for LSTM {
         true
     }
 
+    fn gains_from_shards(&self) -> bool {
+        true
+    }
+
     fn class_name(&self) -> &'static str {
         "LSTM"
     }
