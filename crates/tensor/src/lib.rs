@@ -1,12 +1,13 @@
 //! # gradus-tensor
 //!
 //! N-dimensional `f32` tensors for gradus, on [`ndarray`]: creation, NumPy-style broadcasting,
-//! elementwise math, reductions, shape manipulation, matrix products through
-//! [`matrixmultiply::sgemm`], numerically stable softmax, and the NHWC convolution and pooling
-//! kernels the layers are built from. There is no automatic differentiation here: that is
-//! `gradus-autograd`, built on top; the adjoints it needs are here ([`Tensor::sum_to_shape`] for
-//! broadcasting, [`Tensor::scatter_add_rows`] for gathers, [`col2im`], [`conv2d_backward_input`],
-//! [`conv2d_backward_kernel`], [`max_pool2d_backward`], [`avg_pool2d_backward`]).
+//! elementwise math, reductions, shape manipulation, matrix products (an AVX2+FMA kernel of its
+//! own, [`matrixmultiply::sgemm`] elsewhere), numerically stable softmax, and the NHWC convolution
+//! and pooling kernels the layers are built from. There is no automatic differentiation here:
+//! that is `gradus-autograd`, built on top; the adjoints it needs are here
+//! ([`Tensor::sum_to_shape`] for broadcasting, [`Tensor::scatter_add_rows`] for gathers,
+//! [`col2im`], [`conv2d_backward_input`], [`conv2d_backward_kernel`], [`max_pool2d_backward`],
+//! [`avg_pool2d_backward`]).
 //!
 //! Every operation that can be given operands that do not fit returns a [`Result`] whose
 //! [`TensorError`] names the operation and the shapes involved; nothing in this crate panics on user
