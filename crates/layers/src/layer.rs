@@ -179,11 +179,8 @@ pub trait Layer: Send + Sync + fmt::Debug {
     /// `false` by default, and for layers made of large matrix products, which split well
     /// inside one call while each shard would repeat their fixed costs (packing the weights,
     /// allocating the weight gradient). Only a hint for speed: a network is sharded when all
-    /// its layers [split](Layer::splits_over_batch) and one of them gains.
-    ///
-    /// Measured on a 2-core VM (issue 7): an MLP epoch with 2 threads took 0.13 s sharded and
-    /// 0.07-0.10 s with its products split (0.10 s on one thread); a CNN epoch 1.89x faster
-    /// sharded than on one thread.
+    /// its layers [split](Layer::splits_over_batch) and one of them gains (the measurements
+    /// behind this rule are in `docs/performance.md`, "Threads").
     fn gains_from_shards(&self) -> bool {
         false
     }

@@ -464,8 +464,9 @@ impl<N: Network> Model<N> {
 
     /// The outputs for `x`, computed `batch_size` samples at a time in inference mode with no
     /// tape (Keras' `predict`). Builds the model on its first data. With several threads, a
-    /// batch of a network that [splits](Network::splits_over_batch) is cut into shards run on
-    /// the threads, as in [`fit`](Model::fit).
+    /// batch of a network that [splits](Network::splits_over_batch) and
+    /// [gains from it](Network::gains_from_shards) is cut into shards run on the threads, as in
+    /// [`fit`](Model::fit).
     ///
     /// # Errors
     /// [`ModelError::EmptyData`], [`ModelError::FeatureShape`] when `x` does not fit the input
@@ -525,8 +526,10 @@ impl<N: Network> Model<N> {
     /// above one, a batch of at least 64 samples is cut into `min(threads, samples / 32)`
     /// contiguous shards run on the threads, each under its own tape, when the network
     /// [splits over the batch](Network::splits_over_batch) (a [`Sequential`](crate::Sequential)
-    /// of built-in layers, without Dropout dropping or BatchNormalization training) and the
-    /// loss is a built-in one reduced by `sum_over_batch_size` (each shard's sum of per-sample
+    /// of built-in layers, without Dropout dropping or BatchNormalization training), one of its
+    /// layers [gains from shards](Network::gains_from_shards) (Conv2D, LSTM: a network of
+    /// matrix products splits each product over the threads instead), and the loss is a
+    /// built-in one reduced by `sum_over_batch_size` (each shard's sum of per-sample
     /// losses is divided by the whole batch's count) or `sum`, without `ignore_class`. The
     /// batch loss is then the sum of the shards' losses and each gradient the sum of the
     /// shards' gradients, both added in shard order (the regularization loss is added once);
@@ -944,6 +947,21 @@ fn shard_ranges(rows: usize) -> Option<Vec<Range<usize>>> {
     }
 }
 
+/// [`shard_ranges`] for a batch of `rows` samples of `network` (run with `training`), when the
+/// network [splits over the batch](Network::splits_over_batch) and
+/// [gains from shards](Network::gains_from_shards); `None` to run the batch whole.
+fn network_shards<N: Network>(
+    network: &N,
+    rows: usize,
+    training: bool,
+) -> Option<Vec<Range<usize>>> {
+    if network.splits_over_batch(training) && network.gains_from_shards() {
+        shard_ranges(rows)
+    } else {
+        None
+    }
+}
+
 /// [`shard_ranges`] for `threads` threads.
 fn cut(rows: usize, threads: usize) -> Option<Vec<Range<usize>>> {
     let shards = threads.min(rows / MIN_SHARD_ROWS);
@@ -989,10 +1007,9 @@ fn shard_plan<'l, N: Network>(
     rows: usize,
     training: bool,
 ) -> Option<(&'l dyn Loss, Reduction, Vec<Range<usize>>)> {
-    let shards = shard_ranges(rows)?;
     let reduction = additive_reduction(loss)?;
-    (network.splits_over_batch(training) && network.gains_from_shards())
-        .then_some((loss, reduction, shards))
+    let shards = network_shards(network, rows, training)?;
+    Some((loss, reduction, shards))
 }
 
 /// A shard's part of a batch's loss: the sum of its per-sample losses, divided, for
@@ -1094,9 +1111,9 @@ fn sharded_eval_step<N: Network>(
 }
 
 /// The outputs of `network` for a batch `x` in inference mode, shard by shard on the threads
-/// when the batch is large enough and the network splits.
+/// when the batch is large enough and the network splits and gains from it.
 fn predict_batch<N: Network>(network: &N, x: Tensor) -> Result<Tensor> {
-    let shards = shard_ranges(x.shape()[0]).filter(|_| network.splits_over_batch(false));
+    let shards = network_shards(network, x.shape()[0], false);
     let whole = |x: Tensor| Ok(network.call(&Var::constant(x), false)?.into_value());
     let Some(shards) = shards else {
         return whole(x);
