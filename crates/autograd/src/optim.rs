@@ -1,8 +1,8 @@
 //! The bridge to gradus-optim: a [`Variable`] is a [`Param`], and [`apply_gradients`] feeds a
-//! tape's gradients to an [`Optimizer`].
+//! tape's gradients to an [`Optimizer`], updating large parameters on gradus-tensor's threads.
 
-use gradus_optim::{Optimizer, Param};
-use gradus_tensor::Tensor;
+use gradus_optim::{Optimizer, Parallel, Param};
+use gradus_tensor::{Tensor, parallel};
 
 use crate::error::{AutogradError, Result};
 use crate::variable::Variable;
@@ -46,6 +46,10 @@ impl Param for &Variable {
 /// `grads[i]` must have the shape of `variables[i]`, as [`Tape::gradient`](crate::Tape::gradient)
 /// returns them. Non-trainable variables are skipped (their gradient is zero anyway, and Keras
 /// never updates them).
+///
+/// Large parameters of element-wise rules are updated in pieces on the threads of
+/// [`gradus_tensor::parallel`] ([`Optimizer::apply_gradients_with`]); the result does not depend
+/// on the thread count.
 ///
 /// ```
 /// use gradus_autograd::{Tape, Variable, apply_gradients};
@@ -91,8 +95,21 @@ pub fn apply_gradients(
             pairs.push((Contiguous(g.to_contiguous()), v));
         }
     }
-    optimizer.apply_gradients(pairs)?;
+    optimizer.apply_gradients_with(&Threads, pairs)?;
     Ok(())
+}
+
+/// The worker pool of [`gradus_tensor::parallel`], as an optimizer step sees it.
+struct Threads;
+
+impl Parallel for Threads {
+    fn threads(&self) -> usize {
+        parallel::num_threads()
+    }
+
+    fn run(&self, pieces: usize, piece: &(dyn Fn(usize) + Sync)) {
+        parallel::run(pieces, piece);
+    }
 }
 
 /// A tensor known to be contiguous, so that it can be read as one slice.

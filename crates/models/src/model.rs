@@ -1146,22 +1146,22 @@ fn check_batch_size(batch_size: usize) -> Result<()> {
 }
 
 /// Checks that every value of `t` is finite, naming the first sample that is not.
+///
+/// The scan is split over the [threads](parallel) in pieces of at least 2^16 values: it reads
+/// the whole data set at every `fit` call.
 fn check_finite(op: &'static str, what: &str, t: &Tensor) -> Result<()> {
+    const MIN_PIECE: usize = 1 << 16;
     let values = t.to_contiguous();
     let values = values.as_slice().expect("contiguous");
-    // A branch-free scan of blocks (vectorized) before looking for the first bad value.
-    let bad_block = values.chunks(1024).position(|block| {
-        block.iter().fold(false, |bad, v| {
-            bad | (v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
-        })
-    });
-    let first_bad = bad_block.and_then(|b| {
-        let start = b * 1024;
-        values[start..]
-            .iter()
-            .position(|v| !v.is_finite())
-            .map(|i| start + i)
-    });
+    let pieces = (values.len() / MIN_PIECE).clamp(1, parallel::num_threads());
+    let per = values.len().div_ceil(pieces);
+    let first_bad = parallel::map(pieces, |i| {
+        let start = (i * per).min(values.len());
+        first_non_finite(&values[start..values.len().min(start + per)]).map(|j| start + j)
+    })
+    .into_iter()
+    .flatten()
+    .next();
     match first_bad {
         None => Ok(()),
         Some(i) => Err(ModelError::NonFinite {
@@ -1171,6 +1171,21 @@ fn check_finite(op: &'static str, what: &str, t: &Tensor) -> Result<()> {
             value: values[i],
         }),
     }
+}
+
+/// The index of the first value of `values` that is not finite.
+fn first_non_finite(values: &[f32]) -> Option<usize> {
+    // A branch-free scan of blocks (vectorized) before looking for the first bad value.
+    let bad_block = values.chunks(1024).position(|block| {
+        block.iter().fold(false, |bad, v| {
+            bad | (v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
+        })
+    })?;
+    let start = bad_block * 1024;
+    values[start..]
+        .iter()
+        .position(|v| !v.is_finite())
+        .map(|i| start + i)
 }
 
 /// Checks that `x` and `y` hold the same, positive number of samples.

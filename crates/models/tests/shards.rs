@@ -442,3 +442,54 @@ impl Layer for GainsNothing {
         self.0.splits_over_batch(training)
     }
 }
+
+#[test]
+fn the_input_check_names_the_first_bad_sample_for_any_thread_count() {
+    let _guard = lock();
+    // 20,000 samples of 8 values: two pieces of the input scan with two threads (samples
+    // 0..10,000 and 10,000..20,000).
+    let (x, y) = data(20_000, &[8], 3);
+    let with = |bad: &[(usize, f32)]| {
+        let mut values = x.to_vec();
+        for &(sample, v) in bad {
+            values[sample * 8 + 5] = v;
+        }
+        Tensor::from_vec(values, &[20_000, 8]).unwrap()
+    };
+    let cases = [
+        // Only the second piece holds bad values: the first of them is named.
+        (with(&[(17_000, f32::NAN), (15_000, f32::INFINITY)]), 15_000),
+        // Both pieces do: the first piece's wins, whichever thread finishes first.
+        (
+            with(&[(12_000, f32::NAN), (4_000, f32::NEG_INFINITY)]),
+            4_000,
+        ),
+    ];
+    for threads in [1, 2] {
+        parallel::set_num_threads(threads);
+        for (bad_x, sample) in &cases {
+            let net = Sequential::new().layer(Dense::new(10));
+            let mut model = compiled(net, SparseCategoricalCrossentropy::new().from_logits(true));
+            model.build(&[8]).unwrap();
+            let before = model.get_weights();
+            let err = model
+                .fit(
+                    bad_x,
+                    &y,
+                    FitOptions {
+                        verbose: 0,
+                        ..Default::default()
+                    },
+                )
+                .unwrap_err();
+            match err {
+                ModelError::NonFinite {
+                    what, sample: got, ..
+                } => assert_eq!((what.as_str(), got), ("x", *sample), "{threads} threads"),
+                other => panic!("{threads} threads: {other}"),
+            }
+            assert_eq!(model.get_weights(), before, "{threads} threads");
+        }
+    }
+    parallel::set_num_threads(1);
+}

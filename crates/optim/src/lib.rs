@@ -60,6 +60,7 @@
 
 mod error;
 mod optimizer;
+pub mod parallel;
 mod param;
 pub mod rules;
 pub mod schedules;
@@ -69,6 +70,7 @@ pub use optimizer::{
     DynamicLossScale, Optimizer, OptimizerBuilder, OptimizerConfig, OptimizerState,
     OptimizerVariable, SavedParam, SharedOptions, loss_scale_optimizer,
 };
+pub use parallel::{Parallel, ScopedThreads, Serial};
 #[cfg(feature = "ndarray")]
 pub use param::array_gradient;
 pub use param::{NamedParam, Param, map_pairs};

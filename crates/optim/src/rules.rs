@@ -592,8 +592,10 @@ impl Rule {
         }
     }
 
-    /// Whether the rule is element-wise (weight decay can be fused into its pass).
-    fn fuses_weight_decay(&self) -> bool {
+    /// Whether the rule is element-wise: each element's update reads only that element of the
+    /// parameter, gradient and slots (so weight decay can be fused into its pass, and a
+    /// parameter can be updated in independent pieces).
+    pub(crate) fn is_elementwise(&self) -> bool {
         !matches!(self, Rule::Lamb(_) | Rule::Adafactor(_))
     }
 
@@ -862,13 +864,17 @@ pub(crate) fn sum_squares_dispatch(x: &[f32]) -> f64 {
 ///
 /// On x86-64 CPUs with AVX2 the same code is compiled a second time with 256-bit vectors and
 /// chosen at run time. No FMA contraction happens either way, so both give identical results.
+/// The most slots a rule keeps per parameter (Adam with AMSGrad, centered RMSprop with momentum,
+/// Adafactor).
+pub(crate) const MAX_SLOTS: usize = 3;
+
 pub(crate) fn update(
     rule: &Rule,
     k: &Coeffs,
     var: &mut [f32],
     g: &[f32],
     shape: &[usize],
-    slots: &mut [Vec<f32>],
+    slots: &mut [&mut [f32]],
     wd: Option<(f32, f32)>,
 ) {
     #[cfg(target_arch = "x86_64")]
@@ -888,7 +894,7 @@ fn update_avx2(
     var: &mut [f32],
     g: &[f32],
     shape: &[usize],
-    slots: &mut [Vec<f32>],
+    slots: &mut [&mut [f32]],
     wd: Option<(f32, f32)>,
 ) {
     update_portable(rule, k, var, g, shape, slots, wd);
@@ -901,13 +907,13 @@ fn update_portable(
     var: &mut [f32],
     g: &[f32],
     shape: &[usize],
-    slots: &mut [Vec<f32>],
+    slots: &mut [&mut [f32]],
     wd: Option<(f32, f32)>,
 ) {
     if var.is_empty() {
         return;
     }
-    if !rule.fuses_weight_decay() {
+    if !rule.is_elementwise() {
         if let Some((wd, lr)) = wd {
             weight_decay(var, wd, lr);
         }
@@ -935,7 +941,7 @@ fn elementwise<const WD: bool>(
     k: &Coeffs,
     var: &mut [f32],
     g: &[f32],
-    slots: &mut [Vec<f32>],
+    slots: &mut [&mut [f32]],
     wd: f32,
     wd_lr: f32,
 ) {
@@ -1287,5 +1293,58 @@ fn adafactor(
     let denom = 1.0_f32.max(rms_u / clip_threshold);
     for ((x, &gv), &vv) in var.iter_mut().zip(g).zip(v.iter()) {
         *x -= alpha * ((gv / vv.sqrt()) / denom);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_rule_keeps_more_than_max_slots() {
+        let mut rules: Vec<Rule> = [
+            "sgd",
+            "rmsprop",
+            "adam",
+            "adamw",
+            "adadelta",
+            "adagrad",
+            "adamax",
+            "nadam",
+            "ftrl",
+            "lion",
+            "lamb",
+            "adafactor",
+        ]
+        .iter()
+        .map(|name| Rule::from_name(name).unwrap())
+        .collect();
+        rules.push(
+            Sgd {
+                momentum: 0.9,
+                nesterov: false,
+            }
+            .into(),
+        );
+        rules.push(
+            RmsProp {
+                momentum: 0.9,
+                centered: true,
+                ..Default::default()
+            }
+            .into(),
+        );
+        rules.push(
+            Adam {
+                amsgrad: true,
+                ..Default::default()
+            }
+            .into(),
+        );
+        let most = rules
+            .iter()
+            .map(|r| r.slot_groups().iter().flatten().count())
+            .max();
+        assert_eq!(most, Some(MAX_SLOTS));
     }
 }

@@ -337,11 +337,23 @@ pub(crate) fn pieces(len: usize, grain: usize) -> usize {
 }
 
 /// Runs `f(i)` for `i in 0..n`, spread over the calling thread and the workers (each piece is
-/// claimed by whichever thread is free, so a region never waits for a worker to wake up). Each
-/// call must be independent of the others (the order is unspecified). Runs everything on the
-/// calling thread, in order, with one thread, inside another region, or while another thread's
-/// region holds the pool.
-pub(crate) fn run(n: usize, f: impl Fn(usize) + Sync + Send) {
+/// claimed by whichever thread is free, so a region never waits for a worker to wake up; the
+/// calling thread usually takes piece 0). Each call must be independent of the others (the
+/// order is unspecified). Runs everything on the calling thread, in order, with one thread,
+/// inside another region, or while another thread's region holds the pool. A panic in a piece
+/// is re-raised here once every piece has finished.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use gradus_tensor::parallel::run;
+///
+/// let sum = AtomicUsize::new(0);
+/// run(4, |i| {
+///     sum.fetch_add(i, Ordering::Relaxed);
+/// });
+/// assert_eq!(sum.into_inner(), 6);
+/// ```
+pub fn run(n: usize, f: impl Fn(usize) + Sync + Send) {
     let threads = num_threads();
     if n > 1
         && threads > 1
