@@ -28,7 +28,9 @@
 //! weight decay fused in behind a compile-time switch; on x86-64 the kernels are also compiled
 //! for AVX2 and picked at run time (same results). Shared options that transform gradients
 //! (unscaling, accumulation, clipping) cost an extra pass into a reused buffer, and only when
-//! set. Per-parameter state is found by position first, by key otherwise.
+//! set. Per-parameter state is found by position first, by key otherwise. Large parameters can be
+//! updated on several threads, with the same bits: [`Optimizer::apply_gradients_with`] hands
+//! their pieces to any pool through the [`Parallel`] trait ([`parallel`]).
 //!
 //! ## Quick start
 //!
