@@ -12,22 +12,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gradus_optim::{NamedParam, Optimizer};
+use gradus_optim::{NamedParam, Optimizer, Rule};
 
-const NAMES: [&str; 12] = [
-    "sgd",
-    "rmsprop",
-    "adam",
-    "adamw",
-    "adadelta",
-    "adagrad",
-    "adamax",
-    "nadam",
-    "ftrl",
-    "lion",
-    "lamb",
-    "adafactor",
-];
 const SIZES: [(usize, usize); 3] = [(1, 10_000_000), (1000, 10_000), (100, 100)];
 
 /// A deterministic pseudo-random fill in [-1, 1) (an LCG; quality is irrelevant here).
@@ -85,7 +71,7 @@ fn optimizers(c: &mut Criterion) {
                 1
             }));
         let mut work = Workload::new(count, size);
-        for name in NAMES {
+        for name in Rule::NAMES {
             if !(all || size == 10_000_000 || name == "adam") {
                 continue;
             }

@@ -403,6 +403,23 @@ const fn like(name: &'static str) -> SlotSpec {
 }
 
 impl Rule {
+    /// The Keras names [`Rule::from_name`] understands, one per rule, in Keras' documentation
+    /// order ([`OPTIMIZER_NAMES`] as a list).
+    pub const NAMES: [&'static str; 12] = [
+        "sgd",
+        "rmsprop",
+        "adam",
+        "adamw",
+        "adadelta",
+        "adagrad",
+        "adamax",
+        "nadam",
+        "ftrl",
+        "lion",
+        "lamb",
+        "adafactor",
+    ];
+
     /// The rule with Keras' defaults for a Keras name (`"adam"`, `"SGD"`, `"rmsprop"`, ...;
     /// case-insensitive), and the default learning rate of that optimizer.
     ///
@@ -1302,23 +1319,10 @@ mod tests {
 
     #[test]
     fn no_rule_keeps_more_than_max_slots() {
-        let mut rules: Vec<Rule> = [
-            "sgd",
-            "rmsprop",
-            "adam",
-            "adamw",
-            "adadelta",
-            "adagrad",
-            "adamax",
-            "nadam",
-            "ftrl",
-            "lion",
-            "lamb",
-            "adafactor",
-        ]
-        .iter()
-        .map(|name| Rule::from_name(name).unwrap())
-        .collect();
+        let mut rules: Vec<Rule> = Rule::NAMES
+            .iter()
+            .map(|name| Rule::from_name(name).unwrap())
+            .collect();
         rules.push(
             Sgd {
                 momentum: 0.9,
@@ -1346,5 +1350,10 @@ mod tests {
             .map(|r| r.slot_groups().iter().flatten().count())
             .max();
         assert_eq!(most, Some(MAX_SLOTS));
+    }
+
+    #[test]
+    fn the_names_list_is_the_names_string() {
+        assert_eq!(Rule::NAMES.join(", "), OPTIMIZER_NAMES);
     }
 }

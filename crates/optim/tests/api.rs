@@ -12,21 +12,6 @@ use gradus_optim::{
     LearningRate, NamedParam, OptimError, Optimizer, OptimizerConfig, Param, Rule, map_pairs,
 };
 
-const NAMES: [&str; 12] = [
-    "sgd",
-    "rmsprop",
-    "adam",
-    "adamw",
-    "adadelta",
-    "adagrad",
-    "adamax",
-    "nadam",
-    "ftrl",
-    "lion",
-    "lamb",
-    "adafactor",
-];
-
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -75,7 +60,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 
 /// Every optimizer, plus option-heavy configurations.
 fn configurations() -> Vec<Optimizer> {
-    let mut out: Vec<Optimizer> = NAMES
+    let mut out: Vec<Optimizer> = Rule::NAMES
         .iter()
         .map(|n| Optimizer::from_name(n).unwrap())
         .collect();
@@ -132,7 +117,7 @@ fn configurations() -> Vec<Optimizer> {
 
 #[test]
 fn every_name_builds_with_keras_defaults() {
-    for name in NAMES {
+    for name in Rule::NAMES {
         let opt = Optimizer::from_name(name).unwrap();
         assert_eq!(opt.rule().class_name().to_lowercase(), name);
         let lr = if name == "sgd" { 0.01 } else { 0.001 };

@@ -8,21 +8,6 @@ use std::sync::Mutex;
 use gradus_optim::rules::{Adam, Ftrl, RmsProp, Sgd};
 use gradus_optim::{NamedParam, Optimizer, Parallel, Rule, ScopedThreads, Serial};
 
-const NAMES: [&str; 12] = [
-    "sgd",
-    "rmsprop",
-    "adam",
-    "adamw",
-    "adadelta",
-    "adagrad",
-    "adamax",
-    "nadam",
-    "ftrl",
-    "lion",
-    "lamb",
-    "adafactor",
-];
-
 /// Deterministic values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -89,7 +74,7 @@ fn run(
 }
 
 fn builders() -> Vec<(String, Box<dyn Fn() -> Optimizer>)> {
-    let mut all: Vec<(String, Box<dyn Fn() -> Optimizer>)> = NAMES
+    let mut all: Vec<(String, Box<dyn Fn() -> Optimizer>)> = Rule::NAMES
         .iter()
         .map(|&name| {
             let f: Box<dyn Fn() -> Optimizer> =
