@@ -493,3 +493,26 @@ fn the_input_check_names_the_first_bad_sample_for_any_thread_count() {
     }
     parallel::set_num_threads(1);
 }
+
+#[test]
+fn an_unsharded_fit_is_bit_identical_for_any_thread_count() {
+    let _guard = lock();
+    // Products of 128 x 784 x 128 (split over the threads) and a 784 x 128 kernel (Adam updates
+    // it in pieces, one per thread): neither may change a bit.
+    let (x, y) = data(256, &[784], 5);
+    let [one, two] = [1, 2].map(|threads| {
+        parallel::set_num_threads(threads);
+        let net = Sequential::new()
+            .layer(Dense::new(128).activation("relu"))
+            .layer(Dense::new(10));
+        assert!(!net.gains_from_shards());
+        let mut model = compiled(net, SparseCategoricalCrossentropy::new().from_logits(true));
+        let history = fit(&mut model, &x, &y, 128);
+        let optimizer = model.optimizer().unwrap().get_weights();
+        (model.get_weights(), optimizer, history)
+    });
+    parallel::set_num_threads(1);
+    assert_eq!(one.0, two.0, "weights");
+    assert_eq!(one.1, two.1, "optimizer state");
+    assert_eq!(one.2, two.2, "history");
+}
