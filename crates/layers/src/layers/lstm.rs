@@ -375,9 +375,27 @@ impl Cell {
 }
 
 /// An elementwise activation known at compile time, so that the fused loops specialize and
-/// vectorize: its derivative at the point whose output is `y`.
+/// vectorize: its value (with the kernel's multiply-add, also on 8 lanes at once) and its
+/// derivative at the point whose output is `y`.
 trait Act {
+    fn f<K: Kernel>(k: K, x: f32) -> f32;
     fn df(y: f32) -> f32;
+
+    /// [`Act::f`] of 8 lanes.
+    #[inline(always)]
+    fn f8<K: Kernel>(k: K, x: [f32; LANES]) -> [f32; LANES] {
+        x.map(|v| Self::f(k, v))
+    }
+}
+
+/// `F` applied to `N` lanes: the 8-lane form for whole vectors.
+#[inline(always)]
+fn apply<const N: usize, K: Kernel, F: Act>(k: K, x: [f32; N]) -> [f32; N] {
+    if N == LANES {
+        load(&F::f8(k, load(&x)))
+    } else {
+        x.map(|v| F::f(k, v))
+    }
 }
 
 struct SigmoidAct;
@@ -387,12 +405,32 @@ struct LinearAct;
 
 impl Act for SigmoidAct {
     #[inline(always)]
+    fn f<K: Kernel>(k: K, x: f32) -> f32 {
+        act::sigmoid(k, x)
+    }
+
+    #[inline(always)]
+    fn f8<K: Kernel>(k: K, x: [f32; LANES]) -> [f32; LANES] {
+        k.sigmoid8(x)
+    }
+
+    #[inline(always)]
     fn df(y: f32) -> f32 {
         y * (1.0 - y)
     }
 }
 
 impl Act for TanhAct {
+    #[inline(always)]
+    fn f<K: Kernel>(k: K, x: f32) -> f32 {
+        act::tanh(k, x)
+    }
+
+    #[inline(always)]
+    fn f8<K: Kernel>(k: K, x: [f32; LANES]) -> [f32; LANES] {
+        k.tanh8(x)
+    }
+
     #[inline(always)]
     fn df(y: f32) -> f32 {
         1.0 - y * y
@@ -401,12 +439,22 @@ impl Act for TanhAct {
 
 impl Act for ReluAct {
     #[inline(always)]
+    fn f<K: Kernel>(_: K, x: f32) -> f32 {
+        x.max(0.0)
+    }
+
+    #[inline(always)]
     fn df(y: f32) -> f32 {
         if y > 0.0 { 1.0 } else { 0.0 }
     }
 }
 
 impl Act for LinearAct {
+    #[inline(always)]
+    fn f<K: Kernel>(_: K, x: f32) -> f32 {
+        x
+    }
+
     #[inline(always)]
     fn df(_: f32) -> f32 {
         1.0
@@ -449,10 +497,8 @@ struct Dims {
 struct Saved {
     /// The gate activations `i, f, g, o`, `[T, B, 4U]`.
     gates: Vec<f32>,
-    /// The cell states `c_t`, `[T, B, U]`.
+    /// The cell states `c_t`, `[T, B, U]` (the backward pass recomputes `a(c_t)`).
     c: Vec<f32>,
-    /// `a(c_t)`, `[T, B, U]`.
-    ac: Vec<f32>,
     /// The hidden states `h_t`, `[T, B, U]`.
     h: Vec<f32>,
 }
@@ -473,8 +519,8 @@ struct Forward<'a> {
 
 /// The forward pass over the whole sequence. Per step and per block of [`MR`] batch rows: the
 /// tiles of `z = x_t W + b + h_{t-1} U` (summed in this order), then the fused pass over the
-/// four gates while the block's `z` is in cache, which appends the rows of `c_t`, `a(c_t)`,
-/// `h_t` and the gate activations.
+/// four gates while the block's `z` is in cache, which appends the rows of `c_t`, `h_t` and the
+/// gate activations.
 ///
 /// On x86-64 CPUs with AVX2 and FMA the products use fused multiply-adds and the gate pass runs
 /// compiled for AVX2; elsewhere the portable kernel. Either is deterministic.
@@ -508,7 +554,6 @@ fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
     let (g4, rows) = (4 * u, steps * bsz);
     let mut gates = Vec::with_capacity(rows * g4);
     let mut c = Vec::with_capacity(rows * u);
-    let mut ac = Vec::with_capacity(rows * u);
     let mut h: Vec<f32> = Vec::with_capacity(rows * u);
     let mut cn = vec![0.0f32; u];
     for t in 0..steps {
@@ -547,12 +592,11 @@ fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
                 cell(kern, (s, a), zr, prev.map(|p| &c[p..p + u]), &mut cn);
                 c.extend_from_slice(&cn);
                 a.apply(kern, &mut cn);
-                ac.extend_from_slice(&cn);
                 h.extend(zr[3 * u..].iter().zip(&cn).map(|(o, ac)| o * ac));
             }
         }
     }
-    Saved { gates, c, ac, h }
+    Saved { gates, c, h }
 }
 
 /// One batch row of the forward cell: applies the activations to the pre-activations `z =
@@ -598,13 +642,13 @@ fn load<const N: usize>(s: &[f32]) -> [f32; N] {
     s[..N].try_into().expect("N values")
 }
 
-/// One batch row of the backward cell: from the gates `[i, f, g, o]`, `a(c_t)`, `c_{t-1}`, the
+/// One batch row of the backward cell: from the gates `[i, f, g, o]`, `c_t`, `c_{t-1}`, the
 /// gradient `dh` from step `t + 1` and the upstream `dy_t`, with `dc` holding the gradient of
 /// `c_t` that flows back from step `t + 1`: [`GradRow::run`] writes `dz = [dz_i, dz_f, dz_c,
 /// dz_o]` and leaves in `dc` the gradient of `c_{t-1}`.
 struct GradRow<'a> {
     gates: &'a [f32],
-    ac: &'a [f32],
+    c: &'a [f32],
     cp: &'a [f32],
     dh: &'a [f32],
     dy: &'a [f32],
@@ -615,20 +659,20 @@ struct GradRow<'a> {
 impl GradRow<'_> {
     /// The whole row, `S` being the gate activation and `A` the cell activation.
     #[inline(always)]
-    fn run<S: Act, A: Act>(mut self) {
+    fn run<K: Kernel, S: Act, A: Act>(mut self, k: K) {
         let u = self.dc.len();
         let whole = u - u % LANES;
         for j in (0..whole).step_by(LANES) {
-            self.lanes::<LANES, S, A>(j);
+            self.lanes::<LANES, K, S, A>(k, j);
         }
         for j in whole..u {
-            self.lanes::<1, S, A>(j);
+            self.lanes::<1, K, S, A>(k, j);
         }
     }
 
     /// The units `j..j + N`: loads every operand, computes all lanes, then stores.
     #[inline(always)]
-    fn lanes<const N: usize, S: Act, A: Act>(&mut self, j: usize) {
+    fn lanes<const N: usize, K: Kernel, S: Act, A: Act>(&mut self, k: K, j: usize) {
         let u = self.dc.len();
         let gates = self.gates;
         let [i, f, g, o]: [[f32; N]; 4] = [
@@ -637,7 +681,8 @@ impl GradRow<'_> {
             load(&gates[2 * u + j..]),
             load(&gates[3 * u + j..]),
         ];
-        let (ac, cp): ([f32; N], [f32; N]) = (load(&self.ac[j..]), load(&self.cp[j..]));
+        let ac = apply::<N, K, A>(k, load(&self.c[j..]));
+        let cp: [f32; N] = load(&self.cp[j..]);
         let (dh, dy): ([f32; N], [f32; N]) = (load(&self.dh[j..]), load(&self.dy[j..]));
         let mut dc: [f32; N] = load(&self.dc[j..]);
         let mut dz = [[0.0f32; N]; 4];
@@ -745,7 +790,7 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
     let Backward {
         dims: Dims { bsz, steps, d, u },
         x,
-        saved: Saved { gates, c, ac, h },
+        saved: Saved { gates, c, h },
         dy,
         return_sequences,
         rt,
@@ -803,14 +848,14 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
                 };
                 GradRow {
                     gates: &gates[at * g4..(at + 1) * g4],
-                    ac: &ac[at * u..(at + 1) * u],
+                    c: &c[at * u..(at + 1) * u],
                     cp,
                     dh: dhn,
                     dy: dyn_,
                     dc: &mut dc[n * u..(n + 1) * u],
                     dz: &mut dz[n * ldz..n * ldz + g4],
                 }
-                .run::<S, A>();
+                .run::<K, S, A>(kern);
             }
         }
         // dW += x_t^T dz_t, with x_t^T[i, n] = x[(n T + t) D + i].

@@ -54,6 +54,72 @@ pub(super) fn tanh<K: Kernel>(k: K, x: f32) -> f32 {
     if ax < 0.625 { small } else { big }
 }
 
+/// The same functions on 8 lanes with AVX2 and FMA intrinsics: the same operations in the same
+/// order as the scalar ones with the [`Fma`](super::kernel::Fma) kernel, so the same values.
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx {
+    use std::arch::x86_64::{
+        __m256, _CMP_LT_OQ, _mm256_add_epi32, _mm256_add_ps, _mm256_and_ps, _mm256_andnot_ps,
+        _mm256_blendv_ps, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_div_ps,
+        _mm256_fmadd_ps, _mm256_fnmadd_ps, _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps,
+        _mm256_or_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_slli_epi32, _mm256_sub_epi32,
+        _mm256_sub_ps,
+    };
+
+    use super::ROUNDER;
+
+    /// `e^x` lane by lane (see [`super::exp`]).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(crate) fn exp(x: __m256) -> __m256 {
+        let s = _mm256_set1_ps;
+        // max(lo, x) keeps a NaN `x` (the second operand), as `clamp` does.
+        let x = _mm256_min_ps(s(88.3), _mm256_max_ps(s(-87.3), x));
+        let t = _mm256_fmadd_ps(x, s(std::f32::consts::LOG2_E), s(ROUNDER));
+        let n = _mm256_sub_ps(t, s(ROUNDER));
+        let r = _mm256_fmadd_ps(n, s(2.121_944_4e-4), _mm256_fnmadd_ps(n, s(0.693_359_4), x));
+        let mut p = s(1.987_569_1e-4);
+        p = _mm256_fmadd_ps(p, r, s(1.398_2e-3));
+        p = _mm256_fmadd_ps(p, r, s(8.333_452e-3));
+        p = _mm256_fmadd_ps(p, r, s(4.166_579_6e-2));
+        p = _mm256_fmadd_ps(p, r, s(1.666_666_5e-1));
+        p = _mm256_fmadd_ps(p, r, s(0.5));
+        let er = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), s(1.0));
+        let n_int = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B40_0000));
+        let scale = _mm256_slli_epi32::<23>(_mm256_add_epi32(n_int, _mm256_set1_epi32(127)));
+        _mm256_mul_ps(er, _mm256_castsi256_ps(scale))
+    }
+
+    /// The logistic function lane by lane (see [`super::sigmoid`]).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(crate) fn sigmoid(x: __m256) -> __m256 {
+        let one = _mm256_set1_ps(1.0);
+        let neg = _mm256_sub_ps(_mm256_set1_ps(-0.0), x);
+        _mm256_div_ps(one, _mm256_add_ps(one, exp(neg)))
+    }
+
+    /// The hyperbolic tangent lane by lane (see [`super::tanh`]).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(crate) fn tanh(x: __m256) -> __m256 {
+        let s = _mm256_set1_ps;
+        let sign = s(-0.0);
+        let ax = _mm256_andnot_ps(sign, x);
+        let z = _mm256_mul_ps(x, x);
+        let mut p = s(-5.704_988_7e-3);
+        p = _mm256_fmadd_ps(p, z, s(2.063_909e-2));
+        p = _mm256_fmadd_ps(p, z, s(-5.373_971_6e-2));
+        p = _mm256_fmadd_ps(p, z, s(1.333_144_2e-1));
+        p = _mm256_fmadd_ps(p, z, s(-3.333_328e-1));
+        let small = _mm256_fmadd_ps(_mm256_mul_ps(x, z), p, x);
+        let e = exp(_mm256_mul_ps(s(2.0), ax));
+        let big = _mm256_sub_ps(s(1.0), _mm256_div_ps(s(2.0), _mm256_add_ps(e, s(1.0))));
+        let big = _mm256_or_ps(_mm256_andnot_ps(sign, big), _mm256_and_ps(sign, x));
+        _mm256_blendv_ps(big, small, _mm256_cmp_ps::<_CMP_LT_OQ>(ax, s(0.625)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::kernel::Portable;
@@ -103,6 +169,34 @@ mod tests {
     fn fma_activations_are_accurate() {
         if let Some(k) = super::super::kernel::Fma::detect() {
             check(k);
+        }
+    }
+
+    /// The 8-lane functions of every kernel give the scalar values bit for bit (NaN stays NaN).
+    fn check_lanes<K: Kernel>(k: K) {
+        let xs: Vec<f32> = grid()
+            .step_by(7)
+            .chain([0.0, -0.0, 1e-30, 300.0, -300.0, f32::NAN, 0.625, -0.625])
+            .collect();
+        for chunk in xs.chunks(8) {
+            let mut x = [0.5f32; 8];
+            x[..chunk.len()].copy_from_slice(chunk);
+            for (got, want) in [
+                (k.sigmoid8(x), x.map(|v| sigmoid(k, v))),
+                (k.tanh8(x), x.map(|v| tanh(k, v))),
+            ] {
+                let bits = |a: [f32; 8]| a.map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() });
+                assert_eq!(bits(got), bits(want), "{x:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn lanes_match_scalar_activations() {
+        check_lanes(Portable);
+        #[cfg(target_arch = "x86_64")]
+        if let Some(k) = super::super::kernel::Fma::detect() {
+            check_lanes(k);
         }
     }
 }

@@ -11,6 +11,8 @@
 //! in registers); elsewhere [`Portable`] multiplies and adds in the same order. Each kernel is
 //! deterministic: the same inputs give bit-identical outputs.
 
+use super::act;
+
 /// Rows of one tile.
 pub(super) const MR: usize = 6;
 
@@ -155,6 +157,18 @@ pub(super) trait Kernel: Copy {
 
     /// `a b + c`: rounded once with FMA, twice in the portable kernel.
     fn madd(self, a: f32, b: f32, c: f32) -> f32;
+
+    /// [`act::sigmoid`] of 8 lanes (the same values).
+    #[inline(always)]
+    fn sigmoid8(self, x: [f32; 8]) -> [f32; 8] {
+        x.map(|v| act::sigmoid(self, v))
+    }
+
+    /// [`act::tanh`] of 8 lanes (the same values).
+    #[inline(always)]
+    fn tanh8(self, x: [f32; 8]) -> [f32; 8] {
+        x.map(|v| act::tanh(self, v))
+    }
 }
 
 /// The kernel of any CPU: multiplies, then adds, in the order of the parts and of `p`.
@@ -207,11 +221,33 @@ impl Fma {
 }
 
 #[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::__m256;
+
+#[cfg(target_arch = "x86_64")]
 impl Kernel for Fma {
     #[inline(always)]
     fn madd(self, a: f32, b: f32, c: f32) -> f32 {
         // Inlined into the callers compiled for FMA, this is one `vfmadd` (lane by lane).
         a.mul_add(b, c)
+    }
+
+    #[inline(always)]
+    fn sigmoid8(self, x: [f32; 8]) -> [f32; 8] {
+        // SAFETY: an `Fma` exists only when the CPU has AVX2 and FMA; `[f32; 8]` and `__m256`
+        // have the same size and any bits are valid in both.
+        unsafe {
+            let v = std::mem::transmute::<[f32; 8], __m256>(x);
+            std::mem::transmute::<__m256, [f32; 8]>(act::avx::sigmoid(v))
+        }
+    }
+
+    #[inline(always)]
+    fn tanh8(self, x: [f32; 8]) -> [f32; 8] {
+        // SAFETY: as in `sigmoid8`.
+        unsafe {
+            let v = std::mem::transmute::<[f32; 8], __m256>(x);
+            std::mem::transmute::<__m256, [f32; 8]>(act::avx::tanh(v))
+        }
     }
 
     #[inline(always)]
