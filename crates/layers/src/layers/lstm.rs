@@ -492,6 +492,28 @@ struct Dims {
     u: usize,
 }
 
+/// Splits `m` rows into tiles of at most [`MR`] as `(first row, rows)`: whole tiles, except
+/// that a remainder of one or two rows shares the last two tiles (`4 + 3` or `4 + 4`), since a
+/// tile of one or two rows has too few accumulators to keep the multiply-adds busy.
+fn row_tiles(m: usize) -> impl Iterator<Item = (usize, usize)> {
+    let (mut whole, rem) = (m / MR, m % MR);
+    let tail = if whole > 0 && (1..3).contains(&rem) {
+        whole -= 1;
+        [4, MR + rem - 4]
+    } else {
+        [rem, 0]
+    };
+    (0..whole)
+        .map(|_| MR)
+        .chain(tail)
+        .filter(|&n| n > 0)
+        .scan(0, |r0, n| {
+            let first = *r0;
+            *r0 += n;
+            Some((first, n))
+        })
+}
+
 /// What the forward pass keeps for the backward pass (time-major buffers).
 #[derive(Debug)]
 struct Saved {
@@ -557,8 +579,7 @@ fn forward_body<K: Kernel>(kern: K, op: Forward<'_>) -> Saved {
     let mut h: Vec<f32> = Vec::with_capacity(rows * u);
     let mut cn = vec![0.0f32; u];
     for t in 0..steps {
-        for r0 in (0..bsz).step_by(MR) {
-            let nr = MR.min(bsz - r0);
+        for (r0, nr) in row_tiles(bsz) {
             let base = gates.len();
             gates.resize(base + nr * g4, 0.0);
             let zb = &mut gates[base..];
@@ -769,7 +790,7 @@ fn accumulate<K: Kernel>(
             data: &b[j0..],
             rs: ldb,
         };
-        for i0 in (0..m).step_by(MR) {
+        for (i0, nr) in row_tiles(m) {
             let lhs = Lhs {
                 data: &a.data[i0 * a.rs..],
                 ..a
@@ -779,7 +800,7 @@ fn accumulate<K: Kernel>(
                 rs: n,
                 width: NR.min(n - j0),
             };
-            kern.tile(MR.min(m - i0), &[(k, lhs, rhs)], Init::Out, out);
+            kern.tile(nr, &[(k, lhs, rhs)], Init::Out, out);
         }
     }
 }
@@ -812,8 +833,7 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
     }
     for t in (0..steps).rev() {
         std::mem::swap(&mut dz, &mut dz_next);
-        for r0 in (0..bsz).step_by(MR) {
-            let nr = MR.min(bsz - r0);
+        for (r0, nr) in row_tiles(bsz) {
             if t + 1 < steps {
                 let lhs = Lhs {
                     data: &dz_next[r0 * ldz..],
@@ -877,8 +897,7 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
             db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
         }
         if let (Some(dx), Some(wt)) = (dx.as_mut(), wt) {
-            for r0 in (0..bsz).step_by(MR) {
-                let nr = MR.min(bsz - r0);
+            for (r0, nr) in row_tiles(bsz) {
                 let lhs = Lhs {
                     data: &dz[r0 * ldz..],
                     rs: ldz,
@@ -1225,5 +1244,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn row_tiles_cover_the_rows_without_tiny_tiles() {
+        for m in 0..40 {
+            let tiles: Vec<(usize, usize)> = row_tiles(m).collect();
+            let mut next = 0;
+            for &(r0, n) in &tiles {
+                assert_eq!(r0, next, "m = {m}: {tiles:?}");
+                assert!((1..=MR).contains(&n), "m = {m}: {tiles:?}");
+                assert!(n >= 3 || m == n, "m = {m}: {tiles:?}");
+                next += n;
+            }
+            assert_eq!(next, m, "m = {m}: {tiles:?}");
+        }
+        assert_eq!(row_tiles(128).last(), Some((124, 4)));
     }
 }
