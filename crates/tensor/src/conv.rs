@@ -874,7 +874,7 @@ pub fn conv2d_backward_with(
     let kmat = kernel.map(Tensor::to_contiguous);
     let kt: Option<Vec<f32>> = kmat.as_ref().map(|k| {
         let k = k.as_slice().expect("contiguous");
-        let mut kt = vec![0.0f32; filters * kt_width];
+        let mut kt = take_zeroed(filters * kt_width);
         for (t, row) in k.chunks_exact(filters).enumerate() {
             for (f, &v) in row.iter().enumerate() {
                 kt[f * kt_width + t] = v;
@@ -887,7 +887,7 @@ pub fn conv2d_backward_with(
     let mut dx = kt.as_ref().map(|_| take_zeroed(g.batch * image));
     // One row of `patch * F` kernel sums and `F` bias sums per image, and its input gradient.
     let width = (patch + 1) * filters;
-    let mut partial = vec![0.0f32; g.batch * width];
+    let mut partial = take_zeroed(g.batch * width);
     let mut images: Vec<(&mut [f32], Option<&mut [f32]>)> = match dx.as_mut() {
         Some(dx) => partial
             .chunks_mut(width)
@@ -900,8 +900,8 @@ pub fn conv2d_backward_with(
         // dz with zero pixels up to a multiple of 8, and the window gradients (pixel by pixel
         // with rows of `kt_width`, or tap by tap with rows of that many pixels).
         let pixels = g.out_w.next_multiple_of(8);
-        let mut dz_padded = vec![0.0f32; pixels * filters];
-        let mut dwin = vec![0.0f32; pixels * kt_width];
+        let mut dz_padded = take_zeroed(pixels * filters);
+        let mut dwin = take_zeroed(pixels * kt_width);
         let (mut pad, mut pad_dx, mut taps) = (Vec::new(), Vec::new(), Vec::new());
         for (i, (sums, dxi)) in block.iter_mut().enumerate() {
             let n = first + i;
@@ -974,7 +974,7 @@ fn crop_padded(g: &Conv2dGeometry, padded: &[f32], dxi: &mut [f32]) {
 pub(crate) fn add_image_sums(partial: &[f32], kshape: &[usize; 4]) -> Result<(Tensor, Tensor)> {
     let filters = kshape[3];
     let kernel_len: usize = kshape.iter().product();
-    let mut total = vec![0.0f32; kernel_len + filters];
+    let mut total = take_zeroed(kernel_len + filters);
     for sums in partial.chunks_exact(total.len()) {
         total.iter_mut().zip(sums).for_each(|(t, s)| *t += s);
     }

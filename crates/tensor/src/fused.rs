@@ -10,7 +10,7 @@
 //! rows, zero except at the winners, again in scratch, and sums the kernel and bias gradients
 //! from it.
 
-use crate::buffer::take;
+use crate::buffer::{take, take_zeroed};
 use crate::conv::{
     Conv2dGeometry, DIRECT_MAX_PATCH, PaddedImage, Pool2dGeometry, add_image_sums, check_kernel,
     conv_row, image_view, kernel_sums_row, pad_image,
@@ -110,7 +110,7 @@ pub fn conv2d_max_pool_with(
         let grain = parallel::grain(1 << 15, work);
         parallel::for_row_blocks(&mut rows, 1, grain, |first, block| {
             let conv_row_len = conv.out_w * filters;
-            let mut scratch = vec![0.0f32; pool.k_h * conv_row_len];
+            let mut scratch = take_zeroed(pool.k_h * conv_row_len);
             let (mut pad, mut pad_of, mut taps) = (Vec::new(), None, Vec::new());
             let mut positions = Vec::with_capacity(pool.k_h * pool.k_w);
             for (r, (o_row, w_row)) in block.iter_mut().enumerate() {
@@ -259,11 +259,11 @@ pub fn conv2d_max_pool_backward_params(
         ds.as_slice().expect("contiguous"),
     );
     let width = (patch + 1) * filters;
-    let mut partial = vec![0.0f32; conv.batch * width];
+    let mut partial = take_zeroed(conv.batch * width);
     let pooled_row = pool.out_w * filters;
     if pooled_row > 0 && patch > 0 {
         parallel::for_row_blocks(&mut partial, width, 2, |first, block| {
-            let mut scratch = vec![0.0f32; pool.k_h * conv.out_w * filters];
+            let mut scratch = take_zeroed(pool.k_h * conv.out_w * filters);
             let (mut pad, mut taps) = (Vec::new(), Vec::new());
             for (i, sums) in block.chunks_exact_mut(width).enumerate() {
                 let n = first + i;
