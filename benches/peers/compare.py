@@ -4,7 +4,8 @@
 Runs, REPEATS times each (interleaved, so that machine noise hits every contender alike):
   - gradus: target/release/examples/train_bench (GRADUS_NUM_THREADS=T),
   - the peers: /work/shared/peers/train_peers.py torch|keras (T=1 and T=2),
-then prints the medians, the ratios gradus/peer, gradus' 2-thread speed-up, the Iris fit time, and
+then prints the medians, the ratios gradus/peer, gradus' 2-thread speed-up, the Iris fit time, every
+run's time, and
 gradus' CPU time (its own report; the machine is shared, so wall time includes waiting for a core),
 the peak RSS (/usr/bin/time -v) of the MLP run of gradus and of PyTorch (benches/peers/torch_mlp.py).
 
@@ -83,6 +84,10 @@ for w in WORKLOADS:
 if 1 in THREADS and 2 in THREADS:
     print("\ngradus speed-up with 2 threads (T=1 / T=2): " + ", ".join(f"{w} {ratio(med('gradus', 1, w), med('gradus', 2, w))}" for w in WORKLOADS))
 print(f"Iris (500 epochs, whole fit): {fmt(med('gradus', 1, 'iris'))} wall, {fmt(med('gradus', 1, 'iris', cpu))} CPU")
+
+print("\nEvery run, in order (seconds):")
+for (who, t, w), v in sorted(times.items()):
+    print(f"  {who} T={t} {w}: " + " ".join(f"{x:.3f}" for x in v))
 
 env1 = {"GRADUS_NUM_THREADS": "1", "T": "1"}
 g_rss = peak_rss_kib([GRADUS, "mlp"], env1)
