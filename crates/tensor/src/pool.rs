@@ -279,7 +279,7 @@ pub fn avg_pool2d(
     let src = input.to_contiguous();
     let x = src.as_slice().expect("contiguous");
     let c = g.in_c;
-    let mut out = vec![0.0f32; g.positions() * c];
+    let mut out = take_zeroed(g.positions() * c);
     for_each_window(&g, |pos, window| {
         let o = &mut out[pos * c..(pos + 1) * c];
         for &base in window {
@@ -314,7 +314,7 @@ pub fn avg_pool2d_backward(
     Conv2dGeometry::check("avg_pool2d_backward", grad_out, &g.output_shape(c))?;
     let gsrc = grad_out.to_contiguous();
     let dy = gsrc.as_slice().expect("contiguous");
-    let mut dx = vec![0.0f32; input_shape.iter().product()];
+    let mut dx = take_zeroed(input_shape.iter().product());
     for_each_window(&g, |pos, window| {
         let inv = 1.0 / window.len() as f32;
         let d = &dy[pos * c..(pos + 1) * c];

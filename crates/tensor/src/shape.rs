@@ -2,6 +2,7 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 
+use crate::buffer::take_zeroed;
 use crate::error::{Result, TensorError};
 use crate::tensor::Tensor;
 
@@ -345,7 +346,7 @@ impl Tensor {
         let row: usize = self.shape()[1..].iter().product();
         let src = self.to_contiguous();
         let x = src.as_slice().expect("contiguous");
-        let mut out = vec![0.0f32; rows * row];
+        let mut out = take_zeroed(rows * row);
         for (k, &i) in indices.iter().enumerate() {
             let dst = &mut out[i * row..(i + 1) * row];
             for (d, &v) in dst.iter_mut().zip(&x[k * row..(k + 1) * row]) {
