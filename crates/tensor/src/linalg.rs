@@ -43,7 +43,7 @@ unsafe impl Sync for OutPtr {}
 
 /// Products with fewer multiply-adds than this (about 15 microseconds of one core) run on the
 /// calling thread. Handing a piece to a spinning worker costs about a microsecond
-/// ([`parallel`](crate::parallel)), but each piece packs its own copy of the shared operand, so a
+/// ([`parallel`]), but each piece packs its own copy of the shared operand, so a
 /// product must be a few times larger than that to gain.
 const PARALLEL_MIN_MACS: usize = 1 << 20;
 
@@ -451,6 +451,10 @@ mod tests {
             (130, 20, 9),
             (7, 1030, 130),
             (1100, 3, 5),
+            // A narrow C over several blocks of the inner index: the lanes run down its
+            // columns, and the later blocks add to what the first wrote.
+            (64, 520, 10),
+            (130, 300, 5),
         ];
         for &shape in &shapes {
             for layout in 0..8 {

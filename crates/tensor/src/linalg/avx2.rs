@@ -14,8 +14,9 @@
 //! tile, so any split of C over threads gives the same bits.
 
 use std::arch::x86_64::{
-    __m256, _MM_HINT_T0, _mm_prefetch, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps,
-    _mm256_maskload_ps, _mm256_mul_ps, _mm256_permute2f128_ps, _mm256_set1_ps, _mm256_setr_epi32,
+    __m256, _MM_HINT_T0, _mm_prefetch, _mm256_broadcast_ss, _mm256_cmpgt_epi32, _mm256_fmadd_ps,
+    _mm256_loadu_ps, _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_mul_ps,
+    _mm256_permute2f128_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_setr_epi32,
     _mm256_setzero_ps, _mm256_shuffle_ps, _mm256_storeu_ps, _mm256_unpackhi_ps, _mm256_unpacklo_ps,
 };
 use std::cell::RefCell;
@@ -297,6 +298,11 @@ unsafe fn store(
         }
         return;
     }
+    if ds == 1 {
+        // SAFETY: per this function's contract.
+        unsafe { store_rows(acc, (tr, tc), d, dr, alpha, beta) };
+        return;
+    }
     let mut tile = [0.0f32; 2 * NR * 8];
     for (i, &v) in acc.iter().enumerate() {
         // SAFETY: the tile holds 8 values per accumulator.
@@ -313,6 +319,52 @@ unsafe fn store(
                     Some(beta) => alpha.mul_add(v, *at * beta),
                     None => alpha.mul_add(v, *at),
                 };
+            }
+        }
+    }
+}
+
+/// [`store`] for a tile whose rows are contiguous in C (`ds == 1`; a narrow C with the lanes
+/// down its columns): each half of the tile is turned into its 8 rows, and each row's `tc` values
+/// are written with masked loads and stores, the same operations as the scalar path of `store`.
+/// Not inlined, so that the products that never take it keep their code as it was.
+///
+/// # Safety
+/// As for [`store`], with `ds == 1`.
+#[inline(never)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn store_rows(
+    acc: &[__m256; 2 * NR],
+    (tr, tc): (usize, usize),
+    d: *mut f32,
+    dr: isize,
+    alpha: f32,
+    beta: Option<f32>,
+) {
+    let av = _mm256_set1_ps(alpha);
+    let mask = _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(tc as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    );
+    for h in 0..tr.div_ceil(8) {
+        let mut cols = [_mm256_setzero_ps(); 8];
+        for (j, v) in cols.iter_mut().take(NR).enumerate() {
+            *v = acc[2 * j + h];
+        }
+        for (r, v) in transpose8(cols).into_iter().take(tr - 8 * h).enumerate() {
+            // SAFETY: the first `tc` values of row 8 h + r of the tile are elements of C;
+            // the masked lanes are neither read nor written.
+            unsafe {
+                let at = d.offset((8 * h + r) as isize * dr);
+                let out = match beta {
+                    Some(0.0) => _mm256_mul_ps(av, v),
+                    Some(beta) => {
+                        let old = _mm256_maskload_ps(at, mask);
+                        _mm256_fmadd_ps(av, v, _mm256_mul_ps(old, _mm256_set1_ps(beta)))
+                    }
+                    None => _mm256_fmadd_ps(av, v, _mm256_maskload_ps(at, mask)),
+                };
+                _mm256_maskstore_ps(at, mask, out);
             }
         }
     }
@@ -419,13 +471,17 @@ unsafe fn pack_l(l: MatPtr, nr: usize, kc: usize, buf: &mut [f32]) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn pack_q(src: MatPtr, kc: usize, cols: usize, buf: &mut [f32]) {
     let mut p = 0;
-    if cols == NR && src.cs == 1 {
-        // Rows are contiguous: a masked load of each row's 6 values (the 2 lanes past them
-        // are not read), stored 8 wide over the start of the next step (or into the slack).
-        let mask = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    if src.cs == 1 {
+        // Rows are contiguous: a masked load of each row's `cols` values (the lanes past them
+        // are not read and come as zeros), stored 8 wide over the start of the next step (or
+        // into the slack).
+        let mask = _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(cols as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
         for p in 0..kc {
-            // SAFETY: the 6 columns of row p are inside the panel; the store lands in step p
-            // and at most SLACK values past it (a later step or the slack).
+            // SAFETY: the `cols` values of row p are inside the panel; the store lands in step
+            // p and at most SLACK values past it (a later step or the slack).
             unsafe {
                 let v = _mm256_maskload_ps(src.at(p, 0).ptr, mask);
                 _mm256_storeu_ps(buf.as_mut_ptr().add(p * NR), v);
