@@ -217,9 +217,10 @@ fn prefetch_panel(q: MatPtr, kc: usize, cols: usize) {
 /// panel (`kc` steps of [`NR`] values): accumulator `2 j + h` holds column `j`, rows
 /// `8 h .. 8 h + 8`.
 ///
-/// The loop over the steps is unrolled four times (a fifth less time per step than the rolled
-/// loop, measured on Zen 3 with both panels in the L1 cache); the order of the operations on
-/// each accumulator is unchanged.
+/// The loop over the steps is unrolled four times: on Zen 3 that took 10-16% less time per step
+/// than the rolled loop with both panels in the L1 cache (86-93 against 76-79 GFLOP/s, 88-94% of
+/// the core's peak measured alongside), and 6-12% less for the MLP's whole 128 x 784 x 128
+/// products. The order of the operations on each accumulator is unchanged.
 ///
 /// # Safety
 /// `l` must hold `kc * MR` values and `q` `kc * NR`.
