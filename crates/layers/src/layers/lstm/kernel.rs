@@ -321,14 +321,14 @@ unsafe fn tile_fma<const R: usize>(parts: &[Part<'_>], init: Init<'_>, out: Out<
             }
         }
     }
-    // One step of `p`, with the rows of `A` `$rs` apart.
+    // One step of `p`: the column of `A` at `$acol` (its rows `$rs` apart) times the row of
+    // `B` at `$brow`.
     macro_rules! step {
-        ($ap:expr, $bp:expr, $p:expr, $a:expr, $b:expr, $rs:expr) => {
+        ($acol:expr, $brow:expr, $rs:expr) => {
             // SAFETY: see above.
             unsafe {
-                let brow = $bp.add($p * $b.rs);
+                let (acol, brow) = ($acol, $brow);
                 let (b0, b1) = (_mm256_loadu_ps(brow), _mm256_loadu_ps(brow.add(8)));
-                let acol = $ap.add($p * $a.cs);
                 for r in 0..R {
                     let av = _mm256_broadcast_ss(&*acol.add(r * $rs));
                     lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
@@ -337,17 +337,33 @@ unsafe fn tile_fma<const R: usize>(parts: &[Part<'_>], init: Init<'_>, out: Out<
             }
         };
     }
+    // The steps of one part in the order of `p`, four to an iteration: the loop's own
+    // instructions cost about a fifth of a step on Zen 3 when each iteration does one.
+    macro_rules! steps {
+        ($k:expr, $a:expr, $b:expr, $rs:expr) => {{
+            let (ap, bp, acs, brs) = ($a.data.as_ptr(), $b.data.as_ptr(), $a.cs, $b.rs);
+            let whole = $k - $k % 4;
+            for p in (0..whole).step_by(4) {
+                // SAFETY: `p + 3 < k`, so every pointer is an element of its operand.
+                let (acol, brow) = unsafe { (ap.add(p * acs), bp.add(p * brs)) };
+                step!(acol, brow, $rs);
+                step!(acol.add(acs), brow.add(brs), $rs);
+                step!(acol.add(2 * acs), brow.add(2 * brs), $rs);
+                step!(acol.add(3 * acs), brow.add(3 * brs), $rs);
+            }
+            for p in whole..$k {
+                // SAFETY: `p < k`.
+                let (acol, brow) = unsafe { (ap.add(p * acs), bp.add(p * brs)) };
+                step!(acol, brow, $rs);
+            }
+        }};
+    }
     for &(k, a, b) in parts {
-        let (ap, bp) = (a.data.as_ptr(), b.data.as_ptr());
         if a.rs == 1 {
             // Rows adjacent (a packed or transposed `A`): the broadcasts use fixed offsets.
-            for p in 0..k {
-                step!(ap, bp, p, a, b, 1);
-            }
+            steps!(k, a, b, 1);
         } else {
-            for p in 0..k {
-                step!(ap, bp, p, a, b, a.rs);
-            }
+            steps!(k, a, b, a.rs);
         }
     }
     for r in 0..R {
