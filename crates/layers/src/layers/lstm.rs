@@ -854,19 +854,6 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
             for (row, dhn) in dh.chunks_exact(u).enumerate().take(nr) {
                 let n = r0 + row;
                 let at = t * bsz + n;
-                // Hints for the saved rows (gates, c_t, c_{t-1}) of the batch row two ahead: the
-                // forward pass wrote them long ago, so they come from L3 or memory.
-                let ahead = at + 2;
-                let rows = [
-                    (gates, g4, Some(ahead)),
-                    (c, u, Some(ahead)),
-                    (c, u, ahead.checked_sub(bsz)),
-                ];
-                for (buf, len, row) in rows {
-                    if let Some(next) = row.and_then(|r| buf.get(r * len..(r + 1) * len)) {
-                        kern.prefetch(next);
-                    }
-                }
                 let cp = if t > 0 {
                     &c[(at - bsz) * u..(at - bsz + 1) * u]
                 } else {

@@ -158,10 +158,6 @@ pub(super) trait Kernel: Copy {
     /// `a b + c`: rounded once with FMA, twice in the portable kernel.
     fn madd(self, a: f32, b: f32, c: f32) -> f32;
 
-    /// Asks the CPU to bring the cache lines of `s` into L1 (a hint, which changes no result).
-    #[inline(always)]
-    fn prefetch(self, _s: &[f32]) {}
-
     /// [`act::sigmoid`] of 8 lanes (the same values).
     #[inline(always)]
     fn sigmoid8(self, x: [f32; 8]) -> [f32; 8] {
@@ -233,17 +229,6 @@ impl Kernel for Fma {
     fn madd(self, a: f32, b: f32, c: f32) -> f32 {
         // Inlined into the callers compiled for FMA, this is one `vfmadd` (lane by lane).
         a.mul_add(b, c)
-    }
-
-    #[inline(always)]
-    fn prefetch(self, s: &[f32]) {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // One hint per 64-byte line (16 values).
-        for line in s.chunks(16) {
-            // SAFETY: SSE, which `_mm_prefetch` needs, is part of every x86-64 CPU; a prefetch
-            // reads nothing architecturally and never faults, and the address is in `s`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
-        }
     }
 
     #[inline(always)]
