@@ -8,22 +8,51 @@
 
 /// `1.5 * 2^23`: adding and subtracting it rounds an `f32` of magnitude below `2^22` to the
 /// nearest integer with plain additions (no `round` call, which would not vectorize).
-const ROUNDER: f32 = 12_582_912.0;
+pub(crate) const ROUNDER: f32 = 12_582_912.0;
 
-/// `e^x`, for `x` clamped to `[-87.3, 88.3]` (the range whose result is a normal `f32`).
+/// The range of `x` whose `e^x` is a normal `f32`; `exp` clamps its argument to it.
+pub(crate) const EXP_RANGE: (f32, f32) = (-87.3, 88.3);
+
+/// `ln 2 = LN2_HI - LN2_LO`, split so that `n LN2_HI` is exact for the `n` of `exp`.
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+/// See [`LN2_HI`].
+pub(crate) const LN2_LO: f32 = 2.121_944_4e-4;
+
+/// Cephes' coefficients of `e^r = 1 + r + r^2 P(r)`, highest degree first (Horner's order).
+pub(crate) const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_2e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
+
+/// Cephes' coefficients of `tanh x = x + x^3 Q(x^2)` for `|x| <` [`TANH_SMALL`], highest degree
+/// first.
+pub(crate) const TANH_POLY: [f32; 5] = [
+    -5.704_988_7e-3,
+    2.063_909e-2,
+    -5.373_971_6e-2,
+    1.333_144_2e-1,
+    -3.333_328e-1,
+];
+
+/// Below this `|x|`, `tanh` takes its polynomial; from it on, `1 - 2 / (e^{2|x|} + 1)`.
+pub(crate) const TANH_SMALL: f32 = 0.625;
+
+/// `e^x`, for `x` clamped to [`EXP_RANGE`] (the range whose result is a normal `f32`).
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.3);
+    let x = x.clamp(EXP_RANGE.0, EXP_RANGE.1);
     let t = x * std::f32::consts::LOG2_E + ROUNDER;
     let n = t - ROUNDER;
     // r = x - n ln 2, with ln 2 split in two so that n * hi is exact.
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_2e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
+    let r = x - n * LN2_HI + n * LN2_LO;
+    let mut p = EXP_POLY[0];
+    for &c in &EXP_POLY[1..] {
+        p = p * r + c;
+    }
     let er = p * r * r + r + 1.0;
     // t = 2^23 + (2^22 + n) exactly, so its mantissa bits hold 2^22 + n: read n from them with
     // integer operations (a float-to-int cast saturates lane by lane and does not vectorize).
@@ -43,14 +72,13 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
 pub(crate) fn tanh(x: f32) -> f32 {
     let ax = x.abs();
     let z = x * x;
-    let mut p = -5.704_988_7e-3f32;
-    p = p * z + 2.063_909e-2;
-    p = p * z - 5.373_971_6e-2;
-    p = p * z + 1.333_144_2e-1;
-    p = p * z - 3.333_328e-1;
+    let mut p = TANH_POLY[0];
+    for &c in &TANH_POLY[1..] {
+        p = p * z + c;
+    }
     let small = x + x * z * p;
     let big = (1.0 - 2.0 / (exp(2.0 * ax) + 1.0)).copysign(x);
-    if ax < 0.625 { small } else { big }
+    if ax < TANH_SMALL { small } else { big }
 }
 
 #[cfg(test)]

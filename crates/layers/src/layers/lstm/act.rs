@@ -8,25 +8,20 @@
 //! - `tanh`: Cephes' odd polynomial for `|x| < 0.625`, `1 - 2 / (e^{2|x|} + 1)` beyond.
 
 use super::kernel::Kernel;
-
-/// `1.5 * 2^23`: adding and subtracting it rounds an `f32` below `2^22` in magnitude to the
-/// nearest integer with plain additions.
-const ROUNDER: f32 = 12_582_912.0;
+use crate::fastmath::{EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO, ROUNDER, TANH_POLY, TANH_SMALL};
 
 /// `e^x` (see the module docs).
 #[inline(always)]
 pub(super) fn exp<K: Kernel>(k: K, x: f32) -> f32 {
-    let x = x.clamp(-87.3, 88.3);
+    let x = x.clamp(EXP_RANGE.0, EXP_RANGE.1);
     let t = k.madd(x, std::f32::consts::LOG2_E, ROUNDER);
     let n = t - ROUNDER;
     // r = x - n ln 2, with ln 2 split in two so that n * hi is exact.
-    let r = k.madd(n, 2.121_944_4e-4, k.madd(-n, 0.693_359_4, x));
-    let mut p = 1.987_569_1e-4f32;
-    p = k.madd(p, r, 1.398_2e-3);
-    p = k.madd(p, r, 8.333_452e-3);
-    p = k.madd(p, r, 4.166_579_6e-2);
-    p = k.madd(p, r, 1.666_666_5e-1);
-    p = k.madd(p, r, 0.5);
+    let r = k.madd(n, LN2_LO, k.madd(-n, LN2_HI, x));
+    let mut p = EXP_POLY[0];
+    for &c in &EXP_POLY[1..] {
+        p = k.madd(p, r, c);
+    }
     let er = k.madd(p * r, r, r) + 1.0;
     // t = 2^23 + (2^22 + n) exactly: its mantissa bits hold 2^22 + n.
     let n_int = t.to_bits() as i32 - 0x4B40_0000;
@@ -44,14 +39,13 @@ pub(super) fn sigmoid<K: Kernel>(k: K, x: f32) -> f32 {
 pub(super) fn tanh<K: Kernel>(k: K, x: f32) -> f32 {
     let ax = x.abs();
     let z = x * x;
-    let mut p = -5.704_988_7e-3f32;
-    p = k.madd(p, z, 2.063_909e-2);
-    p = k.madd(p, z, -5.373_971_6e-2);
-    p = k.madd(p, z, 1.333_144_2e-1);
-    p = k.madd(p, z, -3.333_328e-1);
+    let mut p = TANH_POLY[0];
+    for &c in &TANH_POLY[1..] {
+        p = k.madd(p, z, c);
+    }
     let small = k.madd(x * z, p, x);
     let big = (1.0 - 2.0 / (exp(k, 2.0 * ax) + 1.0)).copysign(x);
-    if ax < 0.625 { small } else { big }
+    if ax < TANH_SMALL { small } else { big }
 }
 
 /// The same functions on 8 lanes with AVX2 and FMA intrinsics: the same operations in the same
@@ -66,7 +60,7 @@ pub(super) mod avx {
         _mm256_sub_ps,
     };
 
-    use super::ROUNDER;
+    use crate::fastmath::{EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO, ROUNDER, TANH_POLY, TANH_SMALL};
 
     /// `e^x` lane by lane (see [`super::exp`]).
     #[target_feature(enable = "avx2,fma")]
@@ -74,16 +68,14 @@ pub(super) mod avx {
     pub(crate) fn exp(x: __m256) -> __m256 {
         let s = _mm256_set1_ps;
         // max(lo, x) keeps a NaN `x` (the second operand), as `clamp` does.
-        let x = _mm256_min_ps(s(88.3), _mm256_max_ps(s(-87.3), x));
+        let x = _mm256_min_ps(s(EXP_RANGE.1), _mm256_max_ps(s(EXP_RANGE.0), x));
         let t = _mm256_fmadd_ps(x, s(std::f32::consts::LOG2_E), s(ROUNDER));
         let n = _mm256_sub_ps(t, s(ROUNDER));
-        let r = _mm256_fmadd_ps(n, s(2.121_944_4e-4), _mm256_fnmadd_ps(n, s(0.693_359_4), x));
-        let mut p = s(1.987_569_1e-4);
-        p = _mm256_fmadd_ps(p, r, s(1.398_2e-3));
-        p = _mm256_fmadd_ps(p, r, s(8.333_452e-3));
-        p = _mm256_fmadd_ps(p, r, s(4.166_579_6e-2));
-        p = _mm256_fmadd_ps(p, r, s(1.666_666_5e-1));
-        p = _mm256_fmadd_ps(p, r, s(0.5));
+        let r = _mm256_fmadd_ps(n, s(LN2_LO), _mm256_fnmadd_ps(n, s(LN2_HI), x));
+        let mut p = s(EXP_POLY[0]);
+        for &c in &EXP_POLY[1..] {
+            p = _mm256_fmadd_ps(p, r, s(c));
+        }
         let er = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), s(1.0));
         let n_int = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B40_0000));
         let scale = _mm256_slli_epi32::<23>(_mm256_add_epi32(n_int, _mm256_set1_epi32(127)));
@@ -107,16 +99,15 @@ pub(super) mod avx {
         let sign = s(-0.0);
         let ax = _mm256_andnot_ps(sign, x);
         let z = _mm256_mul_ps(x, x);
-        let mut p = s(-5.704_988_7e-3);
-        p = _mm256_fmadd_ps(p, z, s(2.063_909e-2));
-        p = _mm256_fmadd_ps(p, z, s(-5.373_971_6e-2));
-        p = _mm256_fmadd_ps(p, z, s(1.333_144_2e-1));
-        p = _mm256_fmadd_ps(p, z, s(-3.333_328e-1));
+        let mut p = s(TANH_POLY[0]);
+        for &c in &TANH_POLY[1..] {
+            p = _mm256_fmadd_ps(p, z, s(c));
+        }
         let small = _mm256_fmadd_ps(_mm256_mul_ps(x, z), p, x);
         let e = exp(_mm256_mul_ps(s(2.0), ax));
         let big = _mm256_sub_ps(s(1.0), _mm256_div_ps(s(2.0), _mm256_add_ps(e, s(1.0))));
         let big = _mm256_or_ps(_mm256_andnot_ps(sign, big), _mm256_and_ps(sign, x));
-        _mm256_blendv_ps(big, small, _mm256_cmp_ps::<_CMP_LT_OQ>(ax, s(0.625)))
+        _mm256_blendv_ps(big, small, _mm256_cmp_ps::<_CMP_LT_OQ>(ax, s(TANH_SMALL)))
     }
 }
 
