@@ -1,16 +1,25 @@
 //! Branch-free `f32` exponential, logistic and hyperbolic tangent that the compiler can
 //! vectorize, for the fused kernels' inner loops (the scalar libm calls dominated the LSTM).
 //!
-//! `exp` is Cephes' `expf` scheme: `e^x = 2^n e^r` with `n = round(x / ln 2)`, `|r| <= ln 2 / 2`
-//! and a degree-7 polynomial for `e^r`, about 1 ulp. `tanh` uses Cephes' odd polynomial for
-//! `|x| < 0.625` and `1 - 2 / (e^{2|x|} + 1)` beyond, both within a few ulp. All three are
-//! tested against `f64` references below.
+//! Both come from one range reduction, Cephes' `expf` scheme: `x = n ln 2 + r` with
+//! `n = round(x / ln 2)` and `|r| <= ln 2 / 2`, then `e^r - 1 = r + r^2 P(r)` with Cephes'
+//! degree-5 `P`, evaluated in Estrin's order (two independent halves joined by `r^2`, a shorter
+//! chain of dependent operations than Horner's). From the pair `(2^n, e^r - 1)`:
+//!
+//! - `e^x = 2^n + 2^n (e^r - 1)`, about 1 ulp;
+//! - `e^y - 1 = 2^n (e^r - 1) + (2^n - 1)` for `y <= 0`, without the cancellation of `e^y - 1`
+//!   near 0 (`2^n - 1` is exact);
+//! - `tanh |x| = -(e^y - 1) / (2 + (e^y - 1))` with `y = -2 |x|`: one formula for every `x`,
+//!   within a few ulp, the sign copied from `x`;
+//! - `sigmoid(x) = 1 / (1 + e^-x)`.
+//!
+//! All three are tested against `f64` references below.
 
 /// `1.5 * 2^23`: adding and subtracting it rounds an `f32` of magnitude below `2^22` to the
 /// nearest integer with plain additions (no `round` call, which would not vectorize).
 pub(crate) const ROUNDER: f32 = 12_582_912.0;
 
-/// The range of `x` whose `e^x` is a normal `f32`; `exp` clamps its argument to it.
+/// The range of `x` whose `e^x` is a normal `f32`; the reduction clamps its argument to it.
 pub(crate) const EXP_RANGE: (f32, f32) = (-87.3, 88.3);
 
 /// `ln 2 = LN2_HI - LN2_LO`, split so that `n LN2_HI` is exact for the `n` of `exp`.
@@ -18,7 +27,8 @@ pub(crate) const LN2_HI: f32 = 0.693_359_4;
 /// See [`LN2_HI`].
 pub(crate) const LN2_LO: f32 = 2.121_944_4e-4;
 
-/// Cephes' coefficients of `e^r = 1 + r + r^2 P(r)`, highest degree first (Horner's order).
+/// Cephes' coefficients of `e^r = 1 + r + r^2 P(r)`, highest degree first: `P(r) = EXP_POLY[0]
+/// r^5 + ... + EXP_POLY[5]`, evaluated as `((c0 r + c1) r^2 + (c2 r + c3)) r^2 + (c4 r + c5)`.
 pub(crate) const EXP_POLY: [f32; 6] = [
     1.987_569_1e-4,
     1.398_2e-3,
@@ -28,37 +38,29 @@ pub(crate) const EXP_POLY: [f32; 6] = [
     0.5,
 ];
 
-/// Cephes' coefficients of `tanh x = x + x^3 Q(x^2)` for `|x| <` [`TANH_SMALL`], highest degree
-/// first.
-pub(crate) const TANH_POLY: [f32; 5] = [
-    -5.704_988_7e-3,
-    2.063_909e-2,
-    -5.373_971_6e-2,
-    1.333_144_2e-1,
-    -3.333_328e-1,
-];
-
-/// Below this `|x|`, `tanh` takes its polynomial; from it on, `1 - 2 / (e^{2|x|} + 1)`.
-pub(crate) const TANH_SMALL: f32 = 0.625;
-
-/// `e^x`, for `x` clamped to [`EXP_RANGE`] (the range whose result is a normal `f32`).
+/// `(2^n, e^r - 1)` for `x` clamped to [`EXP_RANGE`], `x = n ln 2 + r` (see the module docs).
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+fn reduce(x: f32) -> (f32, f32) {
     let x = x.clamp(EXP_RANGE.0, EXP_RANGE.1);
     let t = x * std::f32::consts::LOG2_E + ROUNDER;
     let n = t - ROUNDER;
     // r = x - n ln 2, with ln 2 split in two so that n * hi is exact.
     let r = x - n * LN2_HI + n * LN2_LO;
-    let mut p = EXP_POLY[0];
-    for &c in &EXP_POLY[1..] {
-        p = p * r + c;
-    }
-    let er = p * r * r + r + 1.0;
+    let r2 = r * r;
+    let [c0, c1, c2, c3, c4, c5] = EXP_POLY;
+    let p = ((c0 * r + c1) * r2 + (c2 * r + c3)) * r2 + (c4 * r + c5);
     // t = 2^23 + (2^22 + n) exactly, so its mantissa bits hold 2^22 + n: read n from them with
     // integer operations (a float-to-int cast saturates lane by lane and does not vectorize).
     let n_int = t.to_bits() as i32 - 0x4B40_0000;
     let scale = f32::from_bits(((n_int + 127) as u32) << 23);
-    er * scale
+    (scale, p * r2 + r)
+}
+
+/// `e^x`, for `x` clamped to [`EXP_RANGE`] (the range whose result is a normal `f32`).
+#[inline(always)]
+pub(crate) fn exp(x: f32) -> f32 {
+    let (scale, em1) = reduce(x);
+    scale * em1 + scale
 }
 
 /// The logistic function `1 / (1 + e^-x)`.
@@ -67,18 +69,12 @@ pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp(-x))
 }
 
-/// The hyperbolic tangent.
+/// The hyperbolic tangent, `-(e^y - 1) / (2 + (e^y - 1))` with `y = -2 |x|` and the sign of `x`.
 #[inline(always)]
 pub(crate) fn tanh(x: f32) -> f32 {
-    let ax = x.abs();
-    let z = x * x;
-    let mut p = TANH_POLY[0];
-    for &c in &TANH_POLY[1..] {
-        p = p * z + c;
-    }
-    let small = x + x * z * p;
-    let big = (1.0 - 2.0 / (exp(2.0 * ax) + 1.0)).copysign(x);
-    if ax < TANH_SMALL { small } else { big }
+    let (scale, q) = reduce(-2.0 * x.abs());
+    let em1 = scale * q + (scale - 1.0);
+    (-em1 / (2.0 + em1)).copysign(x)
 }
 
 #[cfg(test)]

@@ -1,31 +1,39 @@
 //! The gate activations of the fused LSTM cell, written with the kernel's multiply-add so that
-//! the polynomials use FMA where the CPU has it. Same schemes as [`crate::fastmath`] (with the
-//! portable kernel the results are the same bit for bit):
+//! the polynomials use FMA where the CPU has it. The schemes of [`crate::fastmath`], in the same
+//! order of operations (with the portable kernel the results are the same bit for bit): one
+//! range reduction `x = n ln 2 + r` giving `(2^n, e^r - 1)`, then
 //!
-//! - `exp`: `e^x = 2^n e^r` with `n = round(x / ln 2)`, `|r| <= ln 2 / 2`, a degree-7 polynomial
-//!   for `e^r` (Cephes' `expf`), for `x` clamped to `[-87.3, 88.3]`;
+//! - `e^x = 2^n + 2^n (e^r - 1)`, for `x` clamped to `[-87.3, 88.3]`;
 //! - `sigmoid(x) = 1 / (1 + e^-x)`;
-//! - `tanh`: Cephes' odd polynomial for `|x| < 0.625`, `1 - 2 / (e^{2|x|} + 1)` beyond.
+//! - `tanh |x| = -(e^y - 1) / (2 + (e^y - 1))` with `y = -2 |x|` and
+//!   `e^y - 1 = 2^n (e^r - 1) + (2^n - 1)`, the sign copied from `x`.
 
 use super::kernel::Kernel;
-use crate::fastmath::{EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO, ROUNDER, TANH_POLY, TANH_SMALL};
+use crate::fastmath::{EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO, ROUNDER};
 
-/// `e^x` (see the module docs).
+/// `(2^n, e^r - 1)` for `x` clamped to the exponential's range, `x = n ln 2 + r`.
 #[inline(always)]
-pub(super) fn exp<K: Kernel>(k: K, x: f32) -> f32 {
+fn reduce<K: Kernel>(k: K, x: f32) -> (f32, f32) {
     let x = x.clamp(EXP_RANGE.0, EXP_RANGE.1);
     let t = k.madd(x, std::f32::consts::LOG2_E, ROUNDER);
     let n = t - ROUNDER;
     // r = x - n ln 2, with ln 2 split in two so that n * hi is exact.
     let r = k.madd(n, LN2_LO, k.madd(-n, LN2_HI, x));
-    let mut p = EXP_POLY[0];
-    for &c in &EXP_POLY[1..] {
-        p = k.madd(p, r, c);
-    }
-    let er = k.madd(p * r, r, r) + 1.0;
+    let r2 = r * r;
+    let [c0, c1, c2, c3, c4, c5] = EXP_POLY;
+    let hi = k.madd(k.madd(c0, r, c1), r2, k.madd(c2, r, c3));
+    let p = k.madd(hi, r2, k.madd(c4, r, c5));
     // t = 2^23 + (2^22 + n) exactly: its mantissa bits hold 2^22 + n.
     let n_int = t.to_bits() as i32 - 0x4B40_0000;
-    er * f32::from_bits(((n_int + 127) as u32) << 23)
+    let scale = f32::from_bits(((n_int + 127) as u32) << 23);
+    (scale, k.madd(p, r2, r))
+}
+
+/// `e^x` (see the module docs).
+#[inline(always)]
+pub(super) fn exp<K: Kernel>(k: K, x: f32) -> f32 {
+    let (scale, em1) = reduce(k, x);
+    k.madd(scale, em1, scale)
 }
 
 /// The logistic function `1 / (1 + e^-x)`.
@@ -37,15 +45,9 @@ pub(super) fn sigmoid<K: Kernel>(k: K, x: f32) -> f32 {
 /// The hyperbolic tangent (see the module docs).
 #[inline(always)]
 pub(super) fn tanh<K: Kernel>(k: K, x: f32) -> f32 {
-    let ax = x.abs();
-    let z = x * x;
-    let mut p = TANH_POLY[0];
-    for &c in &TANH_POLY[1..] {
-        p = k.madd(p, z, c);
-    }
-    let small = k.madd(x * z, p, x);
-    let big = (1.0 - 2.0 / (exp(k, 2.0 * ax) + 1.0)).copysign(x);
-    if ax < TANH_SMALL { small } else { big }
+    let (scale, q) = reduce(k, -2.0 * x.abs());
+    let em1 = k.madd(scale, q, scale - 1.0);
+    (-em1 / (2.0 + em1)).copysign(x)
 }
 
 /// The same functions on 8 lanes with AVX2 and FMA intrinsics: the same operations in the same
@@ -53,33 +55,40 @@ pub(super) fn tanh<K: Kernel>(k: K, x: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx {
     use std::arch::x86_64::{
-        __m256, _CMP_LT_OQ, _mm256_add_epi32, _mm256_add_ps, _mm256_and_ps, _mm256_andnot_ps,
-        _mm256_blendv_ps, _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_div_ps,
-        _mm256_fmadd_ps, _mm256_fnmadd_ps, _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps,
-        _mm256_or_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_slli_epi32, _mm256_sub_epi32,
-        _mm256_sub_ps,
+        __m256, _mm256_add_epi32, _mm256_add_ps, _mm256_and_ps, _mm256_andnot_ps,
+        _mm256_castps_si256, _mm256_castsi256_ps, _mm256_div_ps, _mm256_fmadd_ps, _mm256_fnmadd_ps,
+        _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps, _mm256_or_ps, _mm256_set1_epi32,
+        _mm256_set1_ps, _mm256_slli_epi32, _mm256_sub_epi32, _mm256_sub_ps, _mm256_xor_ps,
     };
 
-    use crate::fastmath::{EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO, ROUNDER, TANH_POLY, TANH_SMALL};
+    use crate::fastmath::{EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO, ROUNDER};
+
+    /// `(2^n, e^r - 1)` lane by lane (see [`super::reduce`]).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn reduce(x: __m256) -> (__m256, __m256) {
+        let s = _mm256_set1_ps;
+        let fma = _mm256_fmadd_ps;
+        // max(lo, x) keeps a NaN `x` (the second operand), as `clamp` does.
+        let x = _mm256_min_ps(s(EXP_RANGE.1), _mm256_max_ps(s(EXP_RANGE.0), x));
+        let t = fma(x, s(std::f32::consts::LOG2_E), s(ROUNDER));
+        let n = _mm256_sub_ps(t, s(ROUNDER));
+        let r = fma(n, s(LN2_LO), _mm256_fnmadd_ps(n, s(LN2_HI), x));
+        let r2 = _mm256_mul_ps(r, r);
+        let [c0, c1, c2, c3, c4, c5] = EXP_POLY.map(|c| s(c));
+        let hi = fma(fma(c0, r, c1), r2, fma(c2, r, c3));
+        let p = fma(hi, r2, fma(c4, r, c5));
+        let n_int = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B40_0000));
+        let scale = _mm256_slli_epi32::<23>(_mm256_add_epi32(n_int, _mm256_set1_epi32(127)));
+        (_mm256_castsi256_ps(scale), fma(p, r2, r))
+    }
 
     /// `e^x` lane by lane (see [`super::exp`]).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(crate) fn exp(x: __m256) -> __m256 {
-        let s = _mm256_set1_ps;
-        // max(lo, x) keeps a NaN `x` (the second operand), as `clamp` does.
-        let x = _mm256_min_ps(s(EXP_RANGE.1), _mm256_max_ps(s(EXP_RANGE.0), x));
-        let t = _mm256_fmadd_ps(x, s(std::f32::consts::LOG2_E), s(ROUNDER));
-        let n = _mm256_sub_ps(t, s(ROUNDER));
-        let r = _mm256_fmadd_ps(n, s(LN2_LO), _mm256_fnmadd_ps(n, s(LN2_HI), x));
-        let mut p = s(EXP_POLY[0]);
-        for &c in &EXP_POLY[1..] {
-            p = _mm256_fmadd_ps(p, r, s(c));
-        }
-        let er = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), s(1.0));
-        let n_int = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B40_0000));
-        let scale = _mm256_slli_epi32::<23>(_mm256_add_epi32(n_int, _mm256_set1_epi32(127)));
-        _mm256_mul_ps(er, _mm256_castsi256_ps(scale))
+        let (scale, em1) = reduce(x);
+        _mm256_fmadd_ps(scale, em1, scale)
     }
 
     /// The logistic function lane by lane (see [`super::sigmoid`]).
@@ -87,7 +96,7 @@ pub(super) mod avx {
     #[inline]
     pub(crate) fn sigmoid(x: __m256) -> __m256 {
         let one = _mm256_set1_ps(1.0);
-        let neg = _mm256_sub_ps(_mm256_set1_ps(-0.0), x);
+        let neg = _mm256_xor_ps(_mm256_set1_ps(-0.0), x);
         _mm256_div_ps(one, _mm256_add_ps(one, exp(neg)))
     }
 
@@ -97,17 +106,12 @@ pub(super) mod avx {
     pub(crate) fn tanh(x: __m256) -> __m256 {
         let s = _mm256_set1_ps;
         let sign = s(-0.0);
-        let ax = _mm256_andnot_ps(sign, x);
-        let z = _mm256_mul_ps(x, x);
-        let mut p = s(TANH_POLY[0]);
-        for &c in &TANH_POLY[1..] {
-            p = _mm256_fmadd_ps(p, z, s(c));
-        }
-        let small = _mm256_fmadd_ps(_mm256_mul_ps(x, z), p, x);
-        let e = exp(_mm256_mul_ps(s(2.0), ax));
-        let big = _mm256_sub_ps(s(1.0), _mm256_div_ps(s(2.0), _mm256_add_ps(e, s(1.0))));
-        let big = _mm256_or_ps(_mm256_andnot_ps(sign, big), _mm256_and_ps(sign, x));
-        _mm256_blendv_ps(big, small, _mm256_cmp_ps::<_CMP_LT_OQ>(ax, s(TANH_SMALL)))
+        // -2 |x|: the magnitude doubled, the sign bit set.
+        let y = _mm256_or_ps(sign, _mm256_add_ps(x, x));
+        let (scale, q) = reduce(y);
+        let em1 = _mm256_fmadd_ps(scale, q, _mm256_sub_ps(scale, s(1.0)));
+        let t = _mm256_div_ps(_mm256_xor_ps(sign, em1), _mm256_add_ps(s(2.0), em1));
+        _mm256_or_ps(_mm256_andnot_ps(sign, t), _mm256_and_ps(sign, x))
     }
 }
 
