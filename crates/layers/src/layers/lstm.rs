@@ -833,6 +833,7 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
     let mut dz_next = vec![0.0f32; bsz * ldz];
     let mut dc = vec![0.0f32; bsz * u];
     let mut dh = vec![0.0f32; MR * u];
+    let mut x_rows = Vec::with_capacity(bsz * d);
     let zeros = vec![0.0f32; u];
     let mut dw = vec![0.0f32; d * g4];
     let mut du = vec![0.0f32; u * g4];
@@ -888,11 +889,16 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
                 .run::<K, S, A>(kern);
             }
         }
-        // dW += x_t^T dz_t, with x_t^T[i, n] = x[(n T + t) D + i].
+        // dW += x_t^T dz_t, with x_t^T[i, n] = x_rows[n D + i]: the rows of x_t copied into
+        // one block, which the kernel reads in order instead of rows `T D` values apart.
+        x_rows.clear();
+        for n in 0..bsz {
+            x_rows.extend_from_slice(&x[(n * steps + t) * d..(n * steps + t + 1) * d]);
+        }
         let xt = Lhs {
-            data: &x[t * d..],
+            data: &x_rows,
             rs: 1,
-            cs: steps * d,
+            cs: d,
         };
         accumulate(kern, (d, bsz, g4), xt, (&dz, ldz), &mut dw);
         if t > 0 {
