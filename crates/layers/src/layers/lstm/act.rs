@@ -1,54 +1,15 @@
-//! The gate activations of the fused LSTM cell, written with the kernel's multiply-add so that
-//! the polynomials use FMA where the CPU has it. The schemes of [`crate::fastmath`], in the same
-//! order of operations (with the portable kernel the results are the same bit for bit): one
-//! range reduction `x = n ln 2 + r` giving `(2^n, e^r - 1)`, then
+//! The gate activations of the fused LSTM cell. The scalar ones are [`crate::fastmath`]'s, called
+//! with the kernel's multiply-add so that their polynomials use FMA where the CPU has it; the
+//! 8-lane ones ([`avx`]) run the same operations in the same order with AVX2 and FMA
+//! intrinsics, so that both give the same bits. The schemes (see `fastmath`): one range
+//! reduction `x = n ln 2 + r` giving `(2^n, e^r - 1)`, then
 //!
 //! - `e^x = 2^n + 2^n (e^r - 1)`, for `x` clamped to `[-87.3, 88.3]`;
 //! - `sigmoid(x) = 1 / (1 + e^-x)`;
 //! - `tanh |x| = -(e^y - 1) / (2 + (e^y - 1))` with `y = -2 |x|` and
 //!   `e^y - 1 = 2^n (e^r - 1) + (2^n - 1)`, the sign copied from `x`.
 
-use super::kernel::Kernel;
-use crate::fastmath::{EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO, ROUNDER};
-
-/// `(2^n, e^r - 1)` for `x` clamped to the exponential's range, `x = n ln 2 + r`.
-#[inline(always)]
-fn reduce<K: Kernel>(k: K, x: f32) -> (f32, f32) {
-    let x = x.clamp(EXP_RANGE.0, EXP_RANGE.1);
-    let t = k.madd(x, std::f32::consts::LOG2_E, ROUNDER);
-    let n = t - ROUNDER;
-    // r = x - n ln 2, with ln 2 split in two so that n * hi is exact.
-    let r = k.madd(n, LN2_LO, k.madd(-n, LN2_HI, x));
-    let r2 = r * r;
-    let [c0, c1, c2, c3, c4, c5] = EXP_POLY;
-    let hi = k.madd(k.madd(c0, r, c1), r2, k.madd(c2, r, c3));
-    let p = k.madd(hi, r2, k.madd(c4, r, c5));
-    // t = 2^23 + (2^22 + n) exactly: its mantissa bits hold 2^22 + n.
-    let n_int = t.to_bits() as i32 - 0x4B40_0000;
-    let scale = f32::from_bits(((n_int + 127) as u32) << 23);
-    (scale, k.madd(p, r2, r))
-}
-
-/// `e^x` (see the module docs).
-#[inline(always)]
-pub(super) fn exp<K: Kernel>(k: K, x: f32) -> f32 {
-    let (scale, em1) = reduce(k, x);
-    k.madd(scale, em1, scale)
-}
-
-/// The logistic function `1 / (1 + e^-x)`.
-#[inline(always)]
-pub(super) fn sigmoid<K: Kernel>(k: K, x: f32) -> f32 {
-    1.0 / (1.0 + exp(k, -x))
-}
-
-/// The hyperbolic tangent (see the module docs).
-#[inline(always)]
-pub(super) fn tanh<K: Kernel>(k: K, x: f32) -> f32 {
-    let (scale, q) = reduce(k, -2.0 * x.abs());
-    let em1 = k.madd(scale, q, scale - 1.0);
-    (-em1 / (2.0 + em1)).copysign(x)
-}
+pub(super) use crate::fastmath::{sigmoid_with as sigmoid, tanh_with as tanh};
 
 /// The same functions on 8 lanes with AVX2 and FMA intrinsics: the same operations in the same
 /// order as the scalar ones with the [`Fma`](super::kernel::Fma) kernel, so the same values.
@@ -63,7 +24,7 @@ pub(super) mod avx {
 
     use crate::fastmath::{EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO, ROUNDER};
 
-    /// `(2^n, e^r - 1)` lane by lane (see [`super::reduce`]).
+    /// `(2^n, e^r - 1)` lane by lane (see the module docs).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     fn reduce(x: __m256) -> (__m256, __m256) {
@@ -83,7 +44,7 @@ pub(super) mod avx {
         (_mm256_castsi256_ps(scale), fma(p, r2, r))
     }
 
-    /// `e^x` lane by lane (see [`super::exp`]).
+    /// `e^x` lane by lane (see [`crate::fastmath::exp_with`]).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(crate) fn exp(x: __m256) -> __m256 {
@@ -117,9 +78,9 @@ pub(super) mod avx {
 
 #[cfg(test)]
 mod tests {
-    use super::super::kernel::Portable;
+    use super::super::kernel::{Kernel, Portable};
     use super::*;
-    use crate::fastmath;
+    use crate::fastmath::{self, exp_with as exp};
 
     fn grid() -> impl Iterator<Item = f32> {
         (-200_000..=200_000).map(|i| i as f32 * 1e-4)

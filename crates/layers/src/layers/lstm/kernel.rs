@@ -12,6 +12,7 @@
 //! deterministic: the same inputs give bit-identical outputs.
 
 use super::act;
+use crate::fastmath::MulAdd;
 
 /// Rows of one tile.
 pub(super) const MR: usize = 6;
@@ -147,16 +148,13 @@ fn check(rows: usize, parts: &[Part<'_>], init: Init<'_>, out: &Out<'_>) {
 
 /// A micro-kernel: `out[r][l] = init[r][l] + sum over parts of sum_{p < k} A[r, p] B[p, l]` for
 /// `r < rows`, `l < out.width`, summed in the order of the parts and of `p`.
-pub(super) trait Kernel: Copy {
+pub(super) trait Kernel: MulAdd {
     /// Computes `rows` (1 to [`MR`]) rows of the tile.
     ///
     /// # Panics
     /// When `rows` is not in `1..=MR`, `out.width > NR`, or an operand does not hold its
     /// matrix (a bug in the caller).
     fn tile(self, rows: usize, parts: &[Part<'_>], init: Init<'_>, out: Out<'_>);
-
-    /// `a b + c`: rounded once with FMA, twice in the portable kernel.
-    fn madd(self, a: f32, b: f32, c: f32) -> f32;
 
     /// [`act::sigmoid`] of 8 lanes (the same values).
     #[inline(always)]
@@ -175,12 +173,15 @@ pub(super) trait Kernel: Copy {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Portable;
 
-impl Kernel for Portable {
+/// Rounds twice, as [`Separate`](crate::fastmath::Separate).
+impl MulAdd for Portable {
     #[inline(always)]
     fn madd(self, a: f32, b: f32, c: f32) -> f32 {
         a * b + c
     }
+}
 
+impl Kernel for Portable {
     #[inline(always)]
     fn tile(self, rows: usize, parts: &[Part<'_>], init: Init<'_>, out: Out<'_>) {
         check(rows, parts, init, &out);
@@ -223,14 +224,18 @@ impl Fma {
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::__m256;
 
+/// Rounds once.
 #[cfg(target_arch = "x86_64")]
-impl Kernel for Fma {
+impl MulAdd for Fma {
     #[inline(always)]
     fn madd(self, a: f32, b: f32, c: f32) -> f32 {
         // Inlined into the callers compiled for FMA, this is one `vfmadd` (lane by lane).
         a.mul_add(b, c)
     }
+}
 
+#[cfg(target_arch = "x86_64")]
+impl Kernel for Fma {
     #[inline(always)]
     fn sigmoid8(self, x: [f32; 8]) -> [f32; 8] {
         // SAFETY: an `Fma` exists only when the CPU has AVX2 and FMA; `[f32; 8]` and `__m256`
