@@ -47,7 +47,7 @@ pub(super) mod avx {
     /// `e^x` lane by lane (see [`crate::fastmath::exp_with`]).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    pub(crate) fn exp(x: __m256) -> __m256 {
+    fn exp(x: __m256) -> __m256 {
         let (scale, em1) = reduce(x);
         _mm256_fmadd_ps(scale, em1, scale)
     }
@@ -80,13 +80,13 @@ pub(super) mod avx {
 mod tests {
     use super::super::kernel::{Kernel, Portable};
     use super::*;
-    use crate::fastmath::{self, exp_with as exp};
+    use crate::fastmath::exp_with as exp;
 
     fn grid() -> impl Iterator<Item = f32> {
         (-200_000..=200_000).map(|i| i as f32 * 1e-4)
     }
 
-    /// Within a few ulp of `f64` (and, with the portable kernel, bit-identical to `fastmath`).
+    /// Within a few ulp of `f64`.
     fn check<K: Kernel>(k: K) {
         for x in grid() {
             let xd = f64::from(x);
@@ -111,13 +111,8 @@ mod tests {
     }
 
     #[test]
-    fn portable_activations_are_accurate_and_match_fastmath() {
+    fn portable_activations_are_accurate() {
         check(Portable);
-        for x in grid() {
-            assert_eq!(exp(Portable, 4.0 * x), fastmath::exp(4.0 * x));
-            assert_eq!(sigmoid(Portable, x), fastmath::sigmoid(x));
-            assert_eq!(tanh(Portable, x), fastmath::tanh(x));
-        }
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -132,7 +127,16 @@ mod tests {
     fn check_lanes<K: Kernel>(k: K) {
         let xs: Vec<f32> = grid()
             .step_by(7)
-            .chain([0.0, -0.0, 1e-30, 300.0, -300.0, f32::NAN, 0.625, -0.625])
+            .chain([0.0, -0.0, 1e-30, 1e-40, 300.0, -300.0, f32::NAN])
+            // x + x overflows; infinities; where n of tanh's reduction turns from 0 to -1.
+            .chain([
+                f32::MAX,
+                -f32::MAX,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                0.1733,
+                -0.1733,
+            ])
             .collect();
         for chunk in xs.chunks(8) {
             let mut x = [0.5f32; 8];

@@ -12,7 +12,7 @@
 //! deterministic: the same inputs give bit-identical outputs.
 
 use super::act;
-use crate::fastmath::MulAdd;
+use crate::fastmath::{MulAdd, Separate};
 
 /// Rows of one tile.
 pub(super) const MR: usize = 6;
@@ -173,11 +173,11 @@ pub(super) trait Kernel: MulAdd {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Portable;
 
-/// Rounds twice, as [`Separate`](crate::fastmath::Separate).
+/// Rounds twice, as plain code does.
 impl MulAdd for Portable {
     #[inline(always)]
     fn madd(self, a: f32, b: f32, c: f32) -> f32 {
-        a * b + c
+        Separate.madd(a, b, c)
     }
 }
 
