@@ -809,8 +809,8 @@ fn accumulate<K: Kernel>(
 /// them. The products read `dz` down the rows of a panel (`x_t^T dz`, `h_{t-1}^T dz`) or a few
 /// rows at once (`dz U^T`); with a stride of a power of two (1 KiB for 64 units) all those rows
 /// fall into a few sets of the L1 cache and evict each other, while with an odd number of
-/// 64-byte lines (a panel of 16 floats is one line) they spread over every set (the dW/dU accumulation of 64 units alone: 9% less
-/// time).
+/// 64-byte lines (a panel of 16 floats is one line) they spread over every set (the dW/dU
+/// accumulation of 64 units alone: 9% less time).
 fn dz_stride(g4: usize) -> usize {
     (g4.div_ceil(NR) | 1) * NR
 }
