@@ -214,6 +214,40 @@ fn sharded_cnn_fit_equals_one_thread_with_a_summed_loss() {
 }
 
 #[test]
+fn a_sharded_fit_is_reproducible_bit_for_bit() {
+    let _guard = lock();
+    // Shards of 64 images large enough that their kernels open regions of their own, which an
+    // idle thread may help with (`gradus_tensor::parallel`): the bits must not depend on who
+    // runs what.
+    let (x, y) = data(512, &[28, 28, 1], 3);
+    let net = || {
+        Sequential::new()
+            .layer(Conv2D::new(16, 3).activation("relu"))
+            .layer(MaxPooling2D::new(2))
+            .layer(Flatten::new())
+            .layer(Dense::new(10))
+    };
+    parallel::set_num_threads(2);
+    let weights: Vec<Vec<u32>> = (0..3)
+        .map(|_| {
+            let mut model = compiled(
+                net(),
+                SparseCategoricalCrossentropy::new().from_logits(true),
+            );
+            fit(&mut model, &x, &y, 128);
+            model
+                .get_weights()
+                .iter()
+                .flat_map(|w| w.to_vec())
+                .map(f32::to_bits)
+                .collect()
+        })
+        .collect();
+    assert!(weights.iter().all(|w| *w == weights[0]));
+    parallel::set_num_threads(1);
+}
+
+#[test]
 fn batches_are_cut_into_shards_of_at_least_32_rows() {
     let _guard = lock();
     parallel::set_num_threads(2);

@@ -17,8 +17,12 @@
 //! worker spins for a couple of milliseconds watching for the next region before it sleeps, so
 //! that the back-to-back regions of a training step are handed over in about a microsecond
 //! instead of a wake-up through the operating system (hundreds of microseconds on a virtual
-//! machine). A region opened from inside another one, or while another thread's region holds
-//! the pool, runs on the calling thread.
+//! machine). A region opened while another thread's region holds the pool runs on the calling
+//! thread. A region opened from inside a piece of another one (a kernel inside one shard of a
+//! batch) is *nested*: its opener works on it, and so does any thread of the pool that is idle
+//! meanwhile (say, the one whose shard finished first), so that two shards of unequal speed
+//! finish closer together. One nested region is open for help at a time; another one opened
+//! meanwhile runs on its thread. Which thread runs a piece never changes a result.
 //!
 //! ```
 //! use gradus_tensor::{Tensor, parallel};
@@ -62,7 +66,7 @@ const YIELD_EVERY: u32 = 16;
 
 thread_local! {
     /// Whether this thread is running a piece of a parallel region (or is a worker): a parallel
-    /// call made from there runs serially on this thread instead of waiting on the busy pool.
+    /// call made from there is a nested region (see the module docs), not one of the pool's.
     static IN_REGION: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -157,6 +161,36 @@ struct Shared {
     sleep: Mutex<()>,
     wake: Condvar,
     stop: AtomicBool,
+    /// A region opened inside a piece of another one (see [`run`]), which idle threads help
+    /// with: one at a time; a nested region opened while this one is taken runs serially.
+    nested: Mutex<Option<Arc<Job>>>,
+    /// Bumped whenever a nested region is published, so that idle threads look at `nested`
+    /// only when it has changed.
+    nested_epoch: AtomicU64,
+    /// Set while a nested region is published.
+    nested_busy: AtomicBool,
+}
+
+impl Shared {
+    /// Works on the published nested region, if it is new since `seen` (which is updated):
+    /// what an idle thread does while it waits, so that the thread that opened the nested
+    /// region (say, in the slower of two shards of a batch) does not run all of it alone.
+    /// Returns whether there was one.
+    fn help_nested(&self, seen: &mut u64) -> bool {
+        let epoch = self.nested_epoch.load(Ordering::Acquire);
+        if epoch == *seen {
+            return false;
+        }
+        *seen = epoch;
+        let Some(job) = lock(&self.nested).clone() else {
+            return false;
+        };
+        // The pieces run as inside a region: a region they open is nested too.
+        let was = IN_REGION.with(|r| r.replace(true));
+        job.work();
+        IN_REGION.with(|r| r.set(was));
+        true
+    }
 }
 
 /// `threads - 1` workers; the thread that submits a region works on it too.
@@ -177,6 +211,9 @@ impl Pool {
             sleep: Mutex::new(()),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
+            nested: Mutex::new(None),
+            nested_epoch: AtomicU64::new(0),
+            nested_busy: AtomicBool::new(false),
         });
         let pool = Pool {
             threads,
@@ -222,21 +259,64 @@ impl Pool {
         let was = IN_REGION.with(|r| r.replace(true));
         job.work();
         IN_REGION.with(|r| r.set(was));
-        let mut spins = 0u32;
-        while job.left.load(Ordering::Acquire) != 0 {
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(YIELD_EVERY) {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
-        }
+        let mut nested_seen = shared.nested_epoch.load(Ordering::Relaxed);
+        wait_for_pieces(&job, || {
+            shared.help_nested(&mut nested_seen);
+        });
         *lock(&shared.job) = None;
         self.busy.store(false, Ordering::Release);
         if let Some(payload) = lock(&job.panic).take() {
             panic::resume_unwind(payload);
         }
         true
+    }
+
+    /// Runs `body(i)` for `i in 0..n` from inside a piece of a region: published for the
+    /// threads that are idle meanwhile (see [`Shared::help_nested`]), worked on by this thread
+    /// too; `false` (nothing run) when another nested region is published.
+    fn try_nested(&self, n: usize, body: &(dyn Fn(usize) + Sync)) -> bool {
+        let shared = &*self.shared;
+        if shared
+            .nested_busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        // SAFETY: only the lifetime is erased; `Job::body` says why the closure outlives its uses.
+        let body: &'static Body = unsafe { std::mem::transmute(body) };
+        let job = Arc::new(Job {
+            body,
+            n,
+            next: AtomicUsize::new(0),
+            left: AtomicUsize::new(n),
+            panic: Mutex::new(None),
+        });
+        *lock(&shared.nested) = Some(Arc::clone(&job));
+        shared.nested_epoch.fetch_add(1, Ordering::Release);
+        job.work();
+        wait_for_pieces(&job, || {});
+        *lock(&shared.nested) = None;
+        shared.nested_busy.store(false, Ordering::Release);
+        if let Some(payload) = lock(&job.panic).take() {
+            panic::resume_unwind(payload);
+        }
+        true
+    }
+}
+
+/// Waits until every piece of `job` has finished, calling `idle` between looks and yielding
+/// the core now and then.
+fn wait_for_pieces(job: &Job, mut idle: impl FnMut()) {
+    let mut spins = 0u32;
+    while job.left.load(Ordering::Acquire) != 0 {
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(YIELD_EVERY) {
+            std::thread::yield_now();
+        } else {
+            idle();
+            std::hint::spin_loop();
+        }
     }
 }
 
@@ -253,9 +333,9 @@ impl Drop for Pool {
 /// A worker: waits for a region, works on it, and again, until the pool is dropped.
 fn worker(shared: &Shared) {
     IN_REGION.with(|r| r.set(true));
-    let mut seen = 0;
+    let (mut seen, mut nested_seen) = (0, 0);
     loop {
-        seen = wait_for_region(shared, seen);
+        seen = wait_for_region(shared, seen, &mut nested_seen);
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
@@ -266,14 +346,20 @@ fn worker(shared: &Shared) {
     }
 }
 
-/// Waits until the epoch differs from `seen` and returns it: spinning for [`SPIN`], then asleep.
-fn wait_for_region(shared: &Shared, seen: u64) -> u64 {
-    let start = Instant::now();
+/// Waits until the epoch differs from `seen` and returns it: spinning for [`SPIN`], helping
+/// with the nested regions published meanwhile (`nested_seen`, see [`Shared::help_nested`]),
+/// then asleep.
+fn wait_for_region(shared: &Shared, seen: u64, nested_seen: &mut u64) -> u64 {
+    let mut start = Instant::now();
     let mut spins = 0u32;
     loop {
         let epoch = shared.epoch.load(Ordering::Acquire);
         if epoch != seen {
             return epoch;
+        }
+        if shared.help_nested(nested_seen) {
+            // The program is busy: the next region is likely near.
+            start = Instant::now();
         }
         spins = spins.wrapping_add(1);
         if spins.is_multiple_of(YIELD_EVERY) {
@@ -339,9 +425,11 @@ pub(crate) fn pieces(len: usize, grain: usize) -> usize {
 /// Runs `f(i)` for `i in 0..n`, spread over the calling thread and the workers (each piece is
 /// claimed by whichever thread is free, so a region never waits for a worker to wake up; the
 /// calling thread usually takes piece 0). Each call must be independent of the others (the
-/// order is unspecified). Runs everything on the calling thread, in order, with one thread,
-/// inside another region, or while another thread's region holds the pool. A panic in a piece
-/// is re-raised here once every piece has finished.
+/// order is unspecified). Called from inside a piece of another region, the pieces go to the
+/// calling thread and to the threads of the pool that are idle meanwhile (a nested region, see
+/// the [module docs](self)). Runs everything on the calling thread, in order, with one thread,
+/// while another thread's region holds the pool, or while another nested region is open. A
+/// panic in a piece is re-raised here once every piece has finished.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -357,11 +445,16 @@ pub fn run(n: usize, f: impl Fn(usize) + Sync + Send) {
     let threads = num_threads();
     if n > 1
         && threads > 1
-        && !IN_REGION.with(Cell::get)
         && let Some(pool) = pool(threads)
-        && pool.try_run(n, &f)
     {
-        return;
+        let done = if IN_REGION.with(Cell::get) {
+            pool.try_nested(n, &f)
+        } else {
+            pool.try_run(n, &f)
+        };
+        if done {
+            return;
+        }
     }
     (0..n).for_each(f);
 }
@@ -403,9 +496,9 @@ pub fn for_row_blocks<T: Send>(
 
 /// `[f(0), f(1), ..., f(n - 1)]`, the calls spread over the [threads](num_threads) (the calling
 /// thread takes part): for coarse, independent pieces of work such as the shards of a
-/// batch. With one thread, or when called from inside another parallel piece, every call runs
-/// on the calling thread, in order. The results come back in index order whichever thread
-/// computed them.
+/// batch. With one thread every call runs on the calling thread, in order; called from inside
+/// another parallel piece, the calls are a nested region (see [`run`]). The results come back
+/// in index order whichever thread computed them.
 ///
 /// ```
 /// use gradus_tensor::parallel::map;
@@ -434,21 +527,61 @@ mod tests {
     static COUNT: Mutex<()> = Mutex::new(());
 
     #[test]
-    fn pieces_run_once_each_across_threads_and_nested_calls_run_serially() {
+    fn pieces_run_once_each_across_threads_and_nested_regions_too() {
         let _count = lock(&COUNT);
         set_num_threads(3);
         for n in [0, 1, 2, 3, 7, 64] {
+            let calls = AtomicUsize::new(0);
             let got = map(n, |i| {
-                // A region inside a piece runs on this thread, in order (with one piece there is
-                // no outer region, and the inner one may use the pool).
-                let inner = map(3, |j| (std::thread::current().id(), j));
-                let here = std::thread::current().id();
-                assert!(n < 2 || inner.iter().all(|&(id, _)| id == here));
-                assert_eq!(inner.iter().map(|&(_, j)| j).collect::<Vec<_>>(), [0, 1, 2]);
+                // A region inside a piece: each piece once, results in order, on whichever
+                // thread (an idle one may help), and a third level runs too.
+                let inner = map(3, |j| {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    map(2, |k| 10 * j + k)
+                });
+                assert_eq!(inner, [[0, 1], [10, 11], [20, 21]]);
                 i * 10
             });
             assert_eq!(got, (0..n).map(|i| i * 10).collect::<Vec<_>>());
+            assert_eq!(calls.into_inner(), 3 * n);
         }
+        set_num_threads(0);
+    }
+
+    #[test]
+    fn an_idle_thread_helps_with_a_region_opened_inside_a_piece() {
+        let _count = lock(&COUNT);
+        set_num_threads(2);
+        // Piece 0 ends at once; piece 1 opens a region of many slow pieces, which the thread
+        // that ran piece 0 (now idle) takes part in. Retried, since a busy machine may keep
+        // that thread off the CPU for a whole region.
+        let helped = (0..20).any(|_| {
+            let ids = map(2, |i| {
+                if i == 0 {
+                    return Vec::new();
+                }
+                map(32, |_| {
+                    std::thread::sleep(Duration::from_micros(300));
+                    std::thread::current().id()
+                })
+            });
+            let opener = &ids[1];
+            opener.iter().any(|&id| id != opener[31]) || opener.iter().any(|&id| id != opener[0])
+        });
+        assert!(helped, "no idle thread ever took a nested piece");
+        set_num_threads(0);
+    }
+
+    #[test]
+    fn a_panic_in_a_nested_piece_reaches_the_caller() {
+        let _count = lock(&COUNT);
+        set_num_threads(2);
+        let caught = std::panic::catch_unwind(|| {
+            map(2, |i| map(4, |j| assert!(i + j != 4, "nested piece fails")))
+        });
+        let message = caught.expect_err("the panic of the nested piece reaches the caller");
+        assert_eq!(message.downcast_ref::<&str>(), Some(&"nested piece fails"));
+        assert_eq!(map(2, |i| map(2, |j| i + j)), [[0, 1], [1, 2]]);
         set_num_threads(0);
     }
 
