@@ -131,6 +131,30 @@ unsafe impl Send for Job {}
 unsafe impl Sync for Job {}
 
 impl Job {
+    /// A region of `n` pieces calling `body`, whose lifetime is erased.
+    ///
+    /// # Safety
+    /// The caller must not return (and so drop `body`) before every piece has finished, that
+    /// is before `left` is zero (see [`Job::body`]).
+    unsafe fn new(n: usize, body: &(dyn Fn(usize) + Sync)) -> Arc<Job> {
+        // SAFETY: only the lifetime is erased; the caller keeps `body` alive while it is used.
+        let body: &'static Body = unsafe { std::mem::transmute(body) };
+        Arc::new(Job {
+            body,
+            n,
+            next: AtomicUsize::new(0),
+            left: AtomicUsize::new(n),
+            panic: Mutex::new(None),
+        })
+    }
+
+    /// Re-raises, on the thread that opened the region, the first panic of its pieces.
+    fn rethrow(&self) {
+        if let Some(payload) = lock(&self.panic).take() {
+            panic::resume_unwind(payload);
+        }
+    }
+
     /// Claims and runs pieces until none is left unclaimed.
     fn work(&self) {
         loop {
@@ -233,22 +257,11 @@ impl Pool {
     /// Runs `body(i)` for `i in 0..n` on the workers and this thread; `false` (nothing run) when
     /// the pool is busy with another thread's region.
     fn try_run(&self, n: usize, body: &(dyn Fn(usize) + Sync)) -> bool {
-        if self
-            .busy
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        if !try_set(&self.busy) {
             return false;
         }
-        // SAFETY: only the lifetime is erased; `Job::body` says why the closure outlives its uses.
-        let body: &'static Body = unsafe { std::mem::transmute(body) };
-        let job = Arc::new(Job {
-            body,
-            n,
-            next: AtomicUsize::new(0),
-            left: AtomicUsize::new(n),
-            panic: Mutex::new(None),
-        });
+        // SAFETY: this function returns only after `wait_for_pieces`, once every piece is done.
+        let job = unsafe { Job::new(n, body) };
         let shared = &*self.shared;
         *lock(&shared.job) = Some(Arc::clone(&job));
         shared.epoch.fetch_add(1, Ordering::SeqCst);
@@ -265,9 +278,7 @@ impl Pool {
         });
         *lock(&shared.job) = None;
         self.busy.store(false, Ordering::Release);
-        if let Some(payload) = lock(&job.panic).take() {
-            panic::resume_unwind(payload);
-        }
+        job.rethrow();
         true
     }
 
@@ -276,33 +287,26 @@ impl Pool {
     /// too; `false` (nothing run) when another nested region is published.
     fn try_nested(&self, n: usize, body: &(dyn Fn(usize) + Sync)) -> bool {
         let shared = &*self.shared;
-        if shared
-            .nested_busy
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        if !try_set(&shared.nested_busy) {
             return false;
         }
-        // SAFETY: only the lifetime is erased; `Job::body` says why the closure outlives its uses.
-        let body: &'static Body = unsafe { std::mem::transmute(body) };
-        let job = Arc::new(Job {
-            body,
-            n,
-            next: AtomicUsize::new(0),
-            left: AtomicUsize::new(n),
-            panic: Mutex::new(None),
-        });
+        // SAFETY: this function returns only after `wait_for_pieces`, once every piece is done.
+        let job = unsafe { Job::new(n, body) };
         *lock(&shared.nested) = Some(Arc::clone(&job));
         shared.nested_epoch.fetch_add(1, Ordering::Release);
         job.work();
         wait_for_pieces(&job, || {});
         *lock(&shared.nested) = None;
         shared.nested_busy.store(false, Ordering::Release);
-        if let Some(payload) = lock(&job.panic).take() {
-            panic::resume_unwind(payload);
-        }
+        job.rethrow();
         true
     }
+}
+
+/// Sets `flag` if it was clear; whether it was.
+fn try_set(flag: &AtomicBool) -> bool {
+    flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
 }
 
 /// Waits until every piece of `job` has finished, calling `idle` between looks and yielding
