@@ -157,6 +157,14 @@ impl Job {
         }
     }
 
+    /// [`Job::work`] on a thread that is otherwise outside any region: as a piece, a region
+    /// opened by `body` is nested.
+    fn work_in_region(&self) {
+        let was = IN_REGION.with(|r| r.replace(true));
+        self.work();
+        IN_REGION.with(|r| r.set(was));
+    }
+
     /// Claims and runs pieces until none is left unclaimed.
     fn work(&self) {
         loop {
@@ -193,8 +201,6 @@ struct Shared {
     /// Bumped whenever a nested region is published, so that idle threads look at `nested`
     /// only when it has changed.
     nested_epoch: AtomicU64,
-    /// Set while a nested region is published.
-    nested_busy: AtomicBool,
 }
 
 impl Shared {
@@ -211,10 +217,7 @@ impl Shared {
         let Some(job) = lock(&self.nested).clone() else {
             return false;
         };
-        // The pieces run as inside a region: a region they open is nested too.
-        let was = IN_REGION.with(|r| r.replace(true));
-        job.work();
-        IN_REGION.with(|r| r.set(was));
+        job.work_in_region();
         true
     }
 }
@@ -239,7 +242,6 @@ impl Pool {
             stop: AtomicBool::new(false),
             nested: Mutex::new(None),
             nested_epoch: AtomicU64::new(0),
-            nested_busy: AtomicBool::new(false),
         });
         let pool = Pool {
             threads,
@@ -260,7 +262,11 @@ impl Pool {
     /// the pool is busy with another thread's region. While this thread waits for the pieces
     /// that others run, it helps with the nested regions they open.
     fn try_run(&self, n: usize, body: &(dyn Fn(usize) + Sync)) -> bool {
-        if !try_set(&self.busy) {
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             return false;
         }
         // SAFETY: this function returns only after `wait_for_pieces`, once every piece is done.
@@ -275,9 +281,7 @@ impl Pool {
         // Read before working: a nested region opened meanwhile by another piece of this
         // region (the slower shard, while this thread runs the faster one) counts as new.
         let mut nested_seen = shared.nested_epoch.load(Ordering::Relaxed);
-        let was = IN_REGION.with(|r| r.replace(true));
-        job.work();
-        IN_REGION.with(|r| r.set(was));
+        job.work_in_region();
         wait_for_pieces(&job, || {
             shared.help_nested(&mut nested_seen);
         });
@@ -292,26 +296,24 @@ impl Pool {
     /// too; `false` (nothing run) when another nested region is published.
     fn try_nested(&self, n: usize, body: &(dyn Fn(usize) + Sync)) -> bool {
         let shared = &*self.shared;
-        if !try_set(&shared.nested_busy) {
-            return false;
-        }
-        // SAFETY: this function returns only after `wait_for_pieces`, once every piece is done.
-        let job = unsafe { Job::new(n, body) };
-        *lock(&shared.nested) = Some(Arc::clone(&job));
+        let job = {
+            let mut slot = lock(&shared.nested);
+            if slot.is_some() {
+                return false;
+            }
+            // SAFETY: this function returns only after `wait_for_pieces`, once every piece is
+            // done.
+            let job = unsafe { Job::new(n, body) };
+            *slot = Some(Arc::clone(&job));
+            job
+        };
         shared.nested_epoch.fetch_add(1, Ordering::Release);
         job.work();
         wait_for_pieces(&job, || {});
         *lock(&shared.nested) = None;
-        shared.nested_busy.store(false, Ordering::Release);
         job.rethrow();
         true
     }
-}
-
-/// Sets `flag` if it was clear; whether it was.
-fn try_set(flag: &AtomicBool) -> bool {
-    flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_ok()
 }
 
 /// Waits until every piece of `job` has finished, calling `idle` between looks and yielding
