@@ -118,15 +118,9 @@ pub(crate) fn reshaped(t: &Tensor, shape: &[usize]) -> Result<Tensor> {
 
 /// The first non-finite element of `t` as an error naming `input`.
 pub(crate) fn check_finite(op: &str, input: &'static str, t: &Tensor) -> Result<()> {
-    if t.is_finite_all() {
+    let Some((index, value)) = t.first_non_finite() else {
         return Ok(());
-    }
-    let (index, value) = t
-        .to_vec()
-        .into_iter()
-        .enumerate()
-        .find(|(_, v)| !v.is_finite())
-        .expect("is_finite_all found a non-finite element");
+    };
     Err(LossError::NonFinite {
         op: op.to_string(),
         input,

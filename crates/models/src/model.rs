@@ -515,7 +515,9 @@ impl<N: Network> Model<N> {
     /// before shuffling. At the end, an optimizer with EMA swaps the averages in.
     ///
     /// Non-finite values: NaN or an infinity in `x`, `y` or the validation data is refused up
-    /// front ([`ModelError::NonFinite`]). A loss that becomes NaN or infinite during training
+    /// front ([`ModelError::NonFinite`]); the tensors remember a clean scan until they are next
+    /// written ([`Tensor::first_non_finite`]), so fitting the same data again does not read it
+    /// all again first. A loss that becomes NaN or infinite during training
     /// (from finite data: a learning rate too large, an overflow) is not an error, as in Keras:
     /// training goes on and the History records it. [`TerminateOnNaN`](crate::TerminateOnNaN)
     /// stops at that batch with the last good weights (its step is skipped); an optimizer with
@@ -1145,47 +1147,18 @@ fn check_batch_size(batch_size: usize) -> Result<()> {
     Ok(())
 }
 
-/// Checks that every value of `t` is finite, naming the first sample that is not.
-///
-/// The scan is split over the [threads](parallel) in pieces of at least 2^16 values: it reads
-/// the whole data set at every `fit` call.
+/// Checks that every value of `t` is finite, naming the first sample that is not
+/// ([`Tensor::first_non_finite`]: a scan on the threads, remembered by `t` until it changes).
 fn check_finite(op: &'static str, what: &str, t: &Tensor) -> Result<()> {
-    const MIN_PIECE: usize = 1 << 16;
-    let values = t.to_contiguous();
-    let values = values.as_slice().expect("contiguous");
-    let pieces = (values.len() / MIN_PIECE).clamp(1, parallel::num_threads());
-    let per = values.len().div_ceil(pieces);
-    let first_bad = parallel::map(pieces, |i| {
-        let start = (i * per).min(values.len());
-        first_non_finite(&values[start..values.len().min(start + per)]).map(|j| start + j)
-    })
-    .into_iter()
-    .flatten()
-    .next();
-    match first_bad {
+    match t.first_non_finite() {
         None => Ok(()),
-        Some(i) => Err(ModelError::NonFinite {
+        Some((i, value)) => Err(ModelError::NonFinite {
             op,
             what: what.to_string(),
-            sample: i / (values.len() / t.shape()[0].max(1)).max(1),
-            value: values[i],
+            sample: i / (t.len() / t.shape().first().copied().unwrap_or(1).max(1)).max(1),
+            value,
         }),
     }
-}
-
-/// The index of the first value of `values` that is not finite.
-fn first_non_finite(values: &[f32]) -> Option<usize> {
-    // A branch-free scan of blocks (vectorized) before looking for the first bad value.
-    let bad_block = values.chunks(1024).position(|block| {
-        block.iter().fold(false, |bad, v| {
-            bad | (v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
-        })
-    })?;
-    let start = bad_block * 1024;
-    values[start..]
-        .iter()
-        .position(|v| !v.is_finite())
-        .map(|i| start + i)
 }
 
 /// Checks that `x` and `y` hold the same, positive number of samples.

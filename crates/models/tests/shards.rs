@@ -529,6 +529,41 @@ fn the_input_check_names_the_first_bad_sample_for_any_thread_count() {
 }
 
 #[test]
+fn data_written_after_a_clean_fit_is_checked_again() {
+    let _guard = lock();
+    // Each round: a clean fit (`x` remembers that it is finite), a write, a fit that must look
+    // again and refuse, then the value put back. The first write goes through `as_slice_mut`
+    // while a clone shares the buffer (copied first), the second through `view_mut` when `x`
+    // holds its buffer alone (written in place).
+    let (mut x, y) = data(300, &[8], 4);
+    let net = Sequential::new().layer(Dense::new(10));
+    let mut model = compiled(net, SparseCategoricalCrossentropy::new().from_logits(true));
+    let quiet = || FitOptions {
+        verbose: 0,
+        ..Default::default()
+    };
+    let snapshot = x.clone();
+    for (sample, write) in [(250usize, 0), (7, 1)] {
+        model.fit(&x, &y, quiet()).unwrap();
+        let at = sample * 8 + 3;
+        let old = x.to_vec()[at];
+        match write {
+            0 => x.as_slice_mut()[at] = f32::NAN,
+            _ => x.view_mut()[[sample, 3]] = f32::INFINITY,
+        }
+        let before = model.get_weights();
+        match model.fit(&x, &y, quiet()).unwrap_err() {
+            ModelError::NonFinite { sample: got, .. } => assert_eq!(got, sample, "write {write}"),
+            other => panic!("write {write}: {other}"),
+        }
+        assert_eq!(model.get_weights(), before, "write {write}");
+        x.as_slice_mut()[at] = old;
+    }
+    // The clone taken before the writes kept the clean values.
+    assert_eq!(snapshot, x);
+}
+
+#[test]
 fn an_unsharded_fit_is_bit_identical_for_any_thread_count() {
     let _guard = lock();
     // Products of 128 x 784 x 128 (split over the threads) and a 784 x 128 kernel (Adam updates

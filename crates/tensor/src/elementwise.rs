@@ -244,12 +244,79 @@ unary_ops! {
 
 impl Tensor {
     /// Whether every element is finite (neither infinite nor NaN). True for an empty tensor.
+    /// Remembered as [`first_non_finite`](Tensor::first_non_finite) says.
     pub fn is_finite_all(&self) -> bool {
-        match self.as_slice() {
-            Some(s) => s.iter().all(|x| x.is_finite()),
-            None => self.data.iter().all(|x| x.is_finite()),
-        }
+        self.first_non_finite().is_none()
     }
+
+    /// The first element in row-major order that is NaN or infinite, as its index in the
+    /// flattened tensor and its value; `None` when every element is finite (or there is none).
+    ///
+    /// A contiguous tensor is scanned in pieces of at least 2^16 values on the
+    /// [threads](crate::parallel). The answer `None` is remembered by this tensor, and by the
+    /// clones made from it afterwards, until its elements are next written
+    /// ([`as_slice_mut`](Tensor::as_slice_mut), [`view_mut`](Tensor::view_mut), the output of
+    /// [`gemm`](crate::gemm)): checking the same data again costs nothing (a model's `fit`
+    /// checks its data at every call). Views made from it (a slice, a reshape) are scanned
+    /// afresh.
+    ///
+    /// ```
+    /// use gradus_tensor::Tensor;
+    ///
+    /// let mut t = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3])?;
+    /// assert_eq!(t.first_non_finite(), None);
+    /// t.as_slice_mut()[1] = f32::NAN; // a write forgets the answer
+    /// let (index, value) = t.first_non_finite().expect("a NaN");
+    /// assert!(index == 1 && value.is_nan());
+    /// # Ok::<(), gradus_tensor::TensorError>(())
+    /// ```
+    pub fn first_non_finite(&self) -> Option<(usize, f32)> {
+        const MIN_PIECE: usize = 1 << 16;
+        if self.finite.get() {
+            return None;
+        }
+        let found = match self.as_slice() {
+            Some(values) => {
+                let pieces = (values.len() / MIN_PIECE).clamp(1, crate::parallel::num_threads());
+                let per = values.len().div_ceil(pieces);
+                crate::parallel::map(pieces, |i| {
+                    let start = (i * per).min(values.len());
+                    let end = values.len().min(start + per);
+                    first_non_finite_in(&values[start..end]).map(|j| start + j)
+                })
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|i| (i, values[i]))
+            }
+            None => self
+                .data
+                .iter()
+                .copied()
+                .enumerate()
+                .find(|(_, v)| !v.is_finite()),
+        };
+        if found.is_none() {
+            self.finite.set();
+        }
+        found
+    }
+}
+
+/// The index of the first value of `values` that is not finite: a branch-free (vectorized)
+/// scan of blocks, then a look inside the first block that holds one.
+fn first_non_finite_in(values: &[f32]) -> Option<usize> {
+    const EXPONENT: u32 = 0x7f80_0000;
+    let bad_block = values.chunks(1024).position(|block| {
+        block
+            .iter()
+            .fold(false, |bad, v| bad | (v.to_bits() & EXPONENT == EXPONENT))
+    })?;
+    let start = bad_block * 1024;
+    values[start..]
+        .iter()
+        .position(|v| !v.is_finite())
+        .map(|i| start + i)
 }
 
 /// `1 / (1 + e^-x)` without overflow: for negative `x` it is evaluated as `e^x / (1 + e^x)`.

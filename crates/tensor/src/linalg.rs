@@ -336,7 +336,7 @@ pub fn gemm(alpha: f32, a: &Tensor, b: &Tensor, beta: f32, c: &mut Tensor) -> Re
     };
     // `view_mut` makes the buffer unique (copy on write), so C aliases neither A nor B, and an
     // owned array never has overlapping elements.
-    let mut cv = c.data.view_mut();
+    let mut cv = c.view_mut();
     let (rsc, csc) = (cv.strides()[0], cv.strides()[1]);
     // SAFETY: the pointers and strides come from live arrays of the checked shapes; C is unique.
     unsafe {

@@ -1,5 +1,7 @@
 //! The [`Tensor`] type: creation, inspection and conversion.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use ndarray::{ArcArray, ArrayD, ArrayViewD, ArrayViewMutD, Ix2, IxDyn};
 
 use crate::error::{Result, TensorError};
@@ -23,9 +25,52 @@ use crate::rng::Rng;
 /// assert_eq!(t.to_vec(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
 /// # Ok::<(), gradus_tensor::TensorError>(())
 /// ```
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct Tensor {
     pub(crate) data: ArcArray<f32, IxDyn>,
+    /// Set when a scan found every element finite ([`Tensor::first_non_finite`]); every
+    /// mutable access to `data` clears it.
+    pub(crate) finite: FiniteMemo,
+}
+
+impl PartialEq for Tensor {
+    /// Same shape and same values (the memo of a past scan does not count).
+    fn eq(&self, other: &Tensor) -> bool {
+        self.data == other.data
+    }
+}
+
+/// The remembered answer "every element is finite" of one tensor.
+///
+/// Sound because the elements change only through `&mut Tensor` ([`Tensor::as_slice_mut`],
+/// [`Tensor::view_mut`], a product's output), which clears it, while a clone that shares the
+/// buffer is copied before it is written (copy on write) and keeps its own memo. Atomic so that
+/// a tensor shared between threads can be scanned from any of them; any ordering will do, since
+/// the elements it describes cannot change while it is shared.
+#[derive(Debug, Default)]
+pub(crate) struct FiniteMemo(AtomicBool);
+
+impl Clone for FiniteMemo {
+    fn clone(&self) -> FiniteMemo {
+        FiniteMemo(AtomicBool::new(self.get()))
+    }
+}
+
+impl FiniteMemo {
+    /// Whether every element is known to be finite.
+    pub(crate) fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Records that every element is finite.
+    pub(crate) fn set(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Forgets it (the elements are about to change).
+    fn clear(&mut self) {
+        *self.0.get_mut() = false;
+    }
 }
 
 impl Drop for Tensor {
@@ -43,6 +88,7 @@ impl Drop for Tensor {
 impl Tensor {
     /// Moves the array out, leaving an empty one (`Tensor` implements `Drop`).
     pub(crate) fn take_data(&mut self) -> ArcArray<f32, IxDyn> {
+        self.finite.clear();
         std::mem::replace(&mut self.data, ArcArray::from_vec(Vec::new()).into_dyn())
     }
 }
@@ -61,15 +107,16 @@ impl std::fmt::Display for Tensor {
 
 impl From<ArrayD<f32>> for Tensor {
     fn from(a: ArrayD<f32>) -> Self {
-        Tensor {
-            data: a.into_shared(),
-        }
+        Tensor::from(a.into_shared())
     }
 }
 
 impl From<ArcArray<f32, IxDyn>> for Tensor {
     fn from(data: ArcArray<f32, IxDyn>) -> Self {
-        Tensor { data }
+        Tensor {
+            data,
+            finite: FiniteMemo::default(),
+        }
     }
 }
 
@@ -220,6 +267,7 @@ impl Tensor {
     /// The elements as one mutable row-major slice. The buffer is first made contiguous and owned
     /// by this tensor alone (copied if it was shared), so writes never show through other clones.
     pub fn as_slice_mut(&mut self) -> &mut [f32] {
+        self.finite.clear();
         if !self.data.is_standard_layout() {
             self.data = self.to_contiguous().take_data();
         }
@@ -289,6 +337,7 @@ impl Tensor {
     /// A mutable ndarray view (the buffer is made unique first, as in
     /// [`as_slice_mut`](Tensor::as_slice_mut), but keeps its layout).
     pub fn view_mut(&mut self) -> ArrayViewMutD<'_, f32> {
+        self.finite.clear();
         self.data.view_mut()
     }
 

@@ -239,3 +239,42 @@ fn activations_at_extremes() {
     assert!(x.elu(1.0).is_finite_all());
     assert!(!x.exp().is_finite_all());
 }
+
+/// `first_non_finite` remembers a clean scan, and every way of writing a tensor forgets it:
+/// `as_slice_mut` (in place and copy on write), `view_mut` and the output of `gemm`. The index
+/// is in row-major order, also for a transposed view and across the pieces of a parallel scan.
+#[test]
+fn first_non_finite_remembers_clean_scans_until_a_write() {
+    let mut t = Tensor::from_vec((0..12).map(|i| i as f32).collect(), &[3, 4]).unwrap();
+    assert_eq!(t.first_non_finite(), None);
+    let clean = t.clone(); // shares the buffer and the memo
+    t.as_slice_mut()[6] = f32::NAN; // copy on write
+    let (i, v) = t.first_non_finite().unwrap();
+    assert!(i == 6 && v.is_nan());
+    assert_eq!(clean.first_non_finite(), None);
+    assert_eq!(clean.to_vec()[6], 6.0);
+
+    let mut u = Tensor::from_vec(clean.to_vec(), &[3, 4]).unwrap(); // a buffer of its own
+    assert!(u.is_finite_all());
+    u.view_mut()[[2, 3]] = f32::INFINITY; // in place
+    assert_eq!(u.first_non_finite(), Some((11, f32::INFINITY)));
+    // Row-major order of the view: element (3, 2) of the transpose is element 11 of `u`.
+    let ut = u.transpose().unwrap();
+    assert!(!ut.is_contiguous());
+    assert_eq!(ut.first_non_finite(), Some((3 * 3 + 2, f32::INFINITY)));
+
+    let mut c = Tensor::zeros(&[2, 2]);
+    assert!(c.is_finite_all());
+    let a = Tensor::from_vec(vec![f32::MAX, f32::MAX, 1.0, 1.0], &[2, 2]).unwrap();
+    gradus_tensor::gemm(1.0, &a, &Tensor::full(&[2, 2], 4.0), 0.0, &mut c).unwrap();
+    assert_eq!(c.first_non_finite(), Some((0, f32::INFINITY)));
+
+    // 300,000 values: several pieces when the scan is split; the first bad value is named even
+    // when a later piece holds another.
+    let mut big = Tensor::zeros(&[300_000]);
+    assert!(big.is_finite_all());
+    big.as_slice_mut()[200_000] = f32::NEG_INFINITY;
+    big.as_slice_mut()[70_001] = f32::NAN;
+    let (i, v) = big.first_non_finite().unwrap();
+    assert!(i == 70_001 && v.is_nan());
+}
