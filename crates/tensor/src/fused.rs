@@ -297,6 +297,12 @@ simd::dispatch! {
 /// The body of [`image_sums`]: per pooled row, scatter the gradient to its winners in the
 /// convolution rows under the windows (window position by window position, all channels at
 /// once), then add those rows' kernel sums.
+///
+/// When the windows do not overlap along a row (`stride_w >= k_w`, as in `MaxPooling2D`'s
+/// default), every convolution position under a window is written by exactly one window
+/// position, so the scatter assigns `0 + value` (the bits `+=` gives on a zeroed row, `-0`
+/// included) and the rows are zeroed once per image, for the positions no window covers, rather
+/// than once per pooled row (that zeroing was 3% of a CNN epoch).
 #[inline(always)]
 fn image_sums_body<const FMA: bool>(
     conv: &Conv2dGeometry,
@@ -308,8 +314,14 @@ fn image_sums_body<const FMA: bool>(
 ) {
     let filters = pool.in_c;
     let (conv_row_len, pooled_row) = (conv.out_w * filters, pool.out_w * filters);
-    for ph in 0..pool.out_h {
+    let disjoint = pool.stride_w >= pool.k_w;
+    if disjoint {
         scratch.fill(0.0);
+    }
+    for ph in 0..pool.out_h {
+        if !disjoint {
+            scratch.fill(0.0);
+        }
         let (dr, wr) = (
             &dz[ph * pooled_row..(ph + 1) * pooled_row],
             &winners[ph * pooled_row..(ph + 1) * pooled_row],
@@ -330,9 +342,14 @@ fn image_sums_body<const FMA: bool>(
                     let q = (kh * pool.k_w + kw) as u32;
                     let at = kh * conv_row_len + ow * filters;
                     let row = &mut scratch[at..at + filters];
-                    for f in 0..filters {
-                        let hit = u32::from(u32::from(w[f]) == q).wrapping_neg();
-                        row[f] += f32::from_bits(d[f].to_bits() & hit);
+                    let values = d.iter().zip(w).map(|(&d, &w)| {
+                        let hit = u32::from(u32::from(w) == q).wrapping_neg();
+                        f32::from_bits(d.to_bits() & hit)
+                    });
+                    if disjoint {
+                        row.iter_mut().zip(values).for_each(|(r, v)| *r = 0.0 + v);
+                    } else {
+                        row.iter_mut().zip(values).for_each(|(r, v)| *r += v);
                     }
                 }
             }

@@ -187,6 +187,20 @@ fn fused_conv_pool_matches_the_separate_kernels() {
             ((3, 3), (2, 1), Padding::Same),
             false,
         ),
+        // Disjoint windows (scattered by assignment) leaving the last convolution row and
+        // column uncovered (9 x 9 positions under 2 x 2 windows), then with gaps between them.
+        (
+            [2, 10, 11, 3],
+            [2, 3, 3, 5],
+            ((2, 2), (2, 2), Padding::Valid),
+            true,
+        ),
+        (
+            [2, 10, 11, 3],
+            [2, 3, 3, 5],
+            ((2, 2), (3, 3), Padding::Valid),
+            false,
+        ),
     ] {
         let x = Tensor::rand_uniform(&shape, -1.0, 1.0, &mut rng);
         let k = Tensor::rand_uniform(&kernel, -1.0, 1.0, &mut rng);
