@@ -291,6 +291,7 @@ pub fn conv2d_max_pool_backward_params(
     let mut partial = take_zeroed(conv.batch * width);
     let pooled_row = pool.out_w * filters;
     if pooled_row > 0 && patch > 0 {
+        let windows = Windows::new(pool, filters);
         parallel::for_row_blocks(&mut partial, width, 2, |first, block| {
             let mut scratch = take_zeroed(pool.k_h * conv.out_w * filters);
             let (mut pad, mut taps) = (Vec::new(), Vec::new());
@@ -301,7 +302,8 @@ pub fn conv2d_max_pool_backward_params(
                 let image = (&d[span.clone()], &winners[span]);
                 pad_image(conv, x, n, &mut pad);
                 let img = image_view(conv, x, n, &pad);
-                image_sums(conv, pool, img, image, (&mut scratch, &mut taps), sums);
+                let scratch = (&mut scratch[..], &mut taps);
+                image_sums(conv, (pool, &windows), img, image, scratch, sums);
             }
         });
     }
@@ -315,7 +317,7 @@ simd::dispatch! {
     /// and the FMA-dispatched kernel sums: the same bits as the portable build of those).
     fn image_sums(
         conv: &Conv2dGeometry,
-        pool: &Pool2dGeometry,
+        pool: (&Pool2dGeometry, &Windows),
         img: PaddedImage<'_>,
         image: (&[f32], &[u8]),
         scratch: (&mut [f32], &mut Vec<f32>),
@@ -335,7 +337,7 @@ simd::dispatch! {
 #[inline(always)]
 fn image_sums_body<const FMA: bool>(
     conv: &Conv2dGeometry,
-    pool: &Pool2dGeometry,
+    (pool, windows): (&Pool2dGeometry, &Windows),
     img: PaddedImage<'_>,
     (dz, winners): (&[f32], &[u8]),
     (scratch, taps): (&mut [f32], &mut Vec<f32>),
@@ -360,26 +362,17 @@ fn image_sums_body<const FMA: bool>(
                 &dr[pw * filters..(pw + 1) * filters],
                 &wr[pw * filters..(pw + 1) * filters],
             );
-            for kh in 0..pool.k_h {
-                if pool.input_row(ph, kh).is_none() {
-                    continue;
-                }
-                for kw in 0..pool.k_w {
-                    let Some(ow) = pool.input_col(pw, kw) else {
-                        continue;
-                    };
-                    let q = (kh * pool.k_w + kw) as u32;
-                    let at = kh * conv_row_len + ow * filters;
-                    let row = &mut scratch[at..at + filters];
-                    let values = d.iter().zip(w).map(|(&d, &w)| {
-                        let hit = u32::from(u32::from(w) == q).wrapping_neg();
-                        f32::from_bits(d.to_bits() & hit)
-                    });
-                    if disjoint {
-                        row.iter_mut().zip(values).for_each(|(r, v)| *r = 0.0 + v);
-                    } else {
-                        row.iter_mut().zip(values).for_each(|(r, v)| *r += v);
-                    }
+            for &(at, q) in windows.of(ph, pw) {
+                let q = q.to_bits();
+                let values = d.iter().zip(w).map(|(&d, &w)| {
+                    let hit = u32::from(u32::from(w) == q).wrapping_neg();
+                    f32::from_bits(d.to_bits() & hit)
+                });
+                let row = &mut scratch[at..at + filters];
+                if disjoint {
+                    row.iter_mut().zip(values).for_each(|(r, v)| *r = 0.0 + v);
+                } else {
+                    row.iter_mut().zip(values).for_each(|(r, v)| *r += v);
                 }
             }
         }
