@@ -274,10 +274,13 @@ pub fn conv2d_max_pool_backward_params(
         });
     }
     let window = pool.k_h * pool.k_w;
-    if let Some(&bad) = winners.iter().find(|&&w| usize::from(w) >= window) {
+    // The largest offset first (a reduction that vectorizes: a search that stops at the first
+    // bad byte does not, and took 5% of a CNN epoch).
+    let largest = winners.iter().fold(0u8, |m, &w| m.max(w));
+    if usize::from(largest) >= window {
         return Err(TensorError::InvalidArgument {
             op,
-            message: format!("winner offset {bad} is outside a pool window of {window}"),
+            message: format!("winner offset {largest} is outside a pool window of {window}"),
         });
     }
     let patch = conv.patch_len();
