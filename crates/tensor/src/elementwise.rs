@@ -510,6 +510,25 @@ mod tests {
     }
 
     #[test]
+    fn a_clean_scan_is_remembered_and_a_write_forgets_it() {
+        let mut x = t(&[1.0, -2.0, 5.0], &[3]);
+        assert!(!x.finite.get());
+        assert_eq!(x.first_non_finite(), None);
+        assert!(x.finite.get(), "remembered");
+        assert!(x.clone().finite.get(), "a clone shares the answer");
+        assert!(
+            !x.slice_axis(0, 1, 3).unwrap().finite.get(),
+            "a view scans afresh"
+        );
+        x.as_slice_mut()[0] = 3.0;
+        assert!(!x.finite.get(), "forgotten by a write");
+        // A scan that finds a bad value remembers nothing.
+        x.as_slice_mut()[2] = f32::NAN;
+        assert!(x.first_non_finite().is_some());
+        assert!(!x.finite.get());
+    }
+
+    #[test]
     fn nan_handling() {
         let x = t(&[f32::NAN, -2.0, 5.0], &[3]);
         let c = x.clip(-1.0, 1.0).to_vec();

@@ -34,14 +34,7 @@ fn check_fused(
 ) -> Result<usize> {
     Conv2dGeometry::check(op, input, &conv.input_shape())?;
     let filters = check_kernel(op, kernel, conv)?;
-    if pool.input_shape() != conv.output_shape(filters) {
-        return Err(TensorError::IncompatibleShapes {
-            op,
-            lhs: pool.input_shape().to_vec(),
-            rhs: conv.output_shape(filters).to_vec(),
-            reason: "the pooling input (first) must be the convolution output (second)".into(),
-        });
-    }
+    check_pool_of_conv(op, conv, pool, filters)?;
     if conv.patch_len() > DIRECT_MAX_PATCH || pool.k_h * pool.k_w > FUSED_MAX_POOL_WINDOW {
         return Err(TensorError::InvalidArgument {
             op,
@@ -54,6 +47,24 @@ fn check_fused(
         });
     }
     Ok(filters)
+}
+
+/// Checks that `pool` pools the output of `conv` with `filters` channels.
+fn check_pool_of_conv(
+    op: &'static str,
+    conv: &Conv2dGeometry,
+    pool: &Pool2dGeometry,
+    filters: usize,
+) -> Result<()> {
+    if pool.input_shape() != conv.output_shape(filters) {
+        return Err(TensorError::IncompatibleShapes {
+            op,
+            lhs: pool.input_shape().to_vec(),
+            rhs: conv.output_shape(filters).to_vec(),
+            reason: "the pooling input (first) must be the convolution output (second)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// `max_pool2d(epilogue(conv2d(input, kernel)))` in one pass, and for each pooled element the
@@ -113,6 +124,7 @@ pub fn conv2d_max_pool_with(
             let conv_row_len = conv.out_w * filters;
             let mut scratch = take_zeroed(pool.k_h * conv_row_len);
             let (mut pad, mut pad_of, mut taps) = (Vec::new(), None, Vec::new());
+            let mut positions = vec![(0, 0.0); pool.k_h * pool.k_w];
             for (r, (o_row, w_row)) in block.iter_mut().enumerate() {
                 let (n, ph) = ((first + r) / pool.out_h, (first + r) % pool.out_h);
                 if pad_of != Some(n) {
@@ -127,7 +139,8 @@ pub fn conv2d_max_pool_with(
                         epilogue(row);
                     }
                 }
-                pool_row_dispatch(&windows, &scratch, filters, ph, (o_row, w_row));
+                let out = (&mut o_row[..], &mut w_row[..]);
+                pool_row_dispatch(&windows, &scratch, filters, ph, out, &mut positions);
             }
         });
     }
@@ -137,49 +150,110 @@ pub fn conv2d_max_pool_with(
     ))
 }
 
-/// The positions of every pooling window inside the convolution rows under it, the same for
-/// every image (built once per call rather than once per window and image: a fifth of the
-/// pooling's time). For window `(ph, pw)`, in window order: the offset of each position in the
-/// pooling scratch (row `kh` at `kh * in_w * F`) and its window offset `kh * k_w + kw`, carried
-/// in the *bits* of an `f32` so that the winners' selects vectorize next to the maxima and come
-/// back out with `to_bits` (no conversion); positions on the padding are left out.
+/// Where the pooling windows fall in the convolution rows under them, the same for every image,
+/// built once per call (rebuilding each window's positions for every window of every image, with
+/// a check of each position against the input, took a fifth of the pooling's time). Stored as
+/// rows and columns and one row of windows, `out_h + out_w k_w + out_w k_h k_w` values (one
+/// entry per position of every window would take `out_h out_w k_h k_w`: hundreds of megabytes
+/// for a large pool of stride 1 over a large image): pooled row `ph` covers the window rows `kh` in `rows[ph]` that lie inside the input, pooled
+/// column `pw` the columns `cols[starts[pw]..starts[pw + 1]]` that do, each as `(ow F, kw)`. A
+/// window's positions are every such row with every such column, in window order; each is at
+/// `kh in_w F + ow F` in the pooling scratch (row `kh` at `kh in_w F`), with the window offset
+/// `kh k_w + kw`.
 struct Windows {
-    out_w: usize,
-    /// Where the positions of window `ph * out_w + pw` start in `positions` (one more at the end).
+    k_h: usize,
+    k_w: usize,
+    /// The length of one convolution row in the scratch, `in_w F`.
+    row_len: usize,
+    rows: Vec<std::ops::Range<usize>>,
     starts: Vec<usize>,
-    positions: Vec<(usize, f32)>,
+    cols: Vec<(usize, u32)>,
+    /// The positions of the windows of a pooled row whose window rows all lie inside the input
+    /// (every row without vertical padding), listed once (`out_w k_h k_w` values) for the rows
+    /// that share them: window `pw`'s at `starts[pw] k_h..starts[pw + 1] k_h`.
+    interior: Vec<(usize, f32)>,
 }
 
 impl Windows {
     fn new(pool: &Pool2dGeometry, filters: usize) -> Windows {
-        let row_len = pool.in_w * filters;
-        let mut starts = Vec::with_capacity(pool.out_h * pool.out_w + 1);
-        let mut positions = Vec::new();
-        for ph in 0..pool.out_h {
-            for pw in 0..pool.out_w {
-                starts.push(positions.len());
-                for kh in (0..pool.k_h).filter(|&kh| pool.input_row(ph, kh).is_some()) {
-                    for kw in 0..pool.k_w {
-                        if let Some(ow) = pool.input_col(pw, kw) {
-                            let s = f32::from_bits((kh * pool.k_w + kw) as u32);
-                            positions.push((kh * row_len + ow * filters, s));
-                        }
-                    }
+        // The rows of a window inside the input form one range (the others fall on the
+        // padding, above or below).
+        let inside = |ph: usize, kh: usize| pool.input_row(ph, kh).is_some();
+        let rows = (0..pool.out_h)
+            .map(|ph| match (0..pool.k_h).find(|&kh| inside(ph, kh)) {
+                Some(lo) => lo..(lo..pool.k_h).take_while(|&kh| inside(ph, kh)).count() + lo,
+                None => 0..0,
+            })
+            .collect();
+        let mut starts = Vec::with_capacity(pool.out_w + 1);
+        let mut cols = Vec::new();
+        for pw in 0..pool.out_w {
+            starts.push(cols.len());
+            for kw in 0..pool.k_w {
+                if let Some(ow) = pool.input_col(pw, kw) {
+                    cols.push((ow * filters, kw as u32));
                 }
             }
         }
-        starts.push(positions.len());
-        Windows {
-            out_w: pool.out_w,
+        starts.push(cols.len());
+        let mut windows = Windows {
+            k_h: pool.k_h,
+            k_w: pool.k_w,
+            row_len: pool.in_w * filters,
+            rows,
             starts,
-            positions,
+            cols,
+            interior: Vec::new(),
+        };
+        let mut interior = Vec::with_capacity(windows.cols.len() * pool.k_h);
+        for pw in 0..pool.out_w {
+            windows.each(0..pool.k_h, pw, |at, s| interior.push((at, s)));
         }
+        windows.interior = interior;
+        windows
     }
 
-    /// The positions of window `(ph, pw)`.
-    fn of(&self, ph: usize, pw: usize) -> &[(usize, f32)] {
-        let w = ph * self.out_w + pw;
-        &self.positions[self.starts[w]..self.starts[w + 1]]
+    /// The positions of window `(ph, pw)` in window order (see [`each`](Self::each)): a slice of
+    /// the shared list for a row without vertical padding, else listed into `buf` (room for a
+    /// whole window).
+    #[inline(always)]
+    fn positions<'a>(
+        &'a self,
+        ph: usize,
+        pw: usize,
+        buf: &'a mut [(usize, f32)],
+    ) -> &'a [(usize, f32)] {
+        let rows = self.rows[ph].clone();
+        if rows == (0..self.k_h) {
+            return &self.interior[self.starts[pw] * self.k_h..self.starts[pw + 1] * self.k_h];
+        }
+        let mut n = 0;
+        self.each(rows, pw, |at, s| {
+            buf[n] = (at, s);
+            n += 1;
+        });
+        &buf[..n]
+    }
+
+    /// The number of pooled columns.
+    fn out_w(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    /// Calls `f(at, s)` for each position of window column `pw` inside the input on the window
+    /// rows `rows` (those of a pooled row, `self.rows[ph]`), in window order: `at` its offset in
+    /// the scratch, `s` its window offset carried in the *bits* of an `f32` (so that the
+    /// winners' selects vectorize next to the maxima and come back out with `to_bits`, without
+    /// a conversion).
+    #[inline(always)]
+    fn each(&self, rows: std::ops::Range<usize>, pw: usize, mut f: impl FnMut(usize, f32)) {
+        let cols = &self.cols[self.starts[pw]..self.starts[pw + 1]];
+        for kh in rows {
+            let (base, sbase) = (kh * self.row_len, (kh * self.k_w) as u32);
+            for &(c, kw) in cols {
+                f(base + c, f32::from_bits(sbase + kw));
+            }
+        }
     }
 }
 
@@ -191,11 +265,14 @@ simd::dispatch! {
         filters: usize,
         ph: usize,
         out: (&mut [f32], &mut [u8]),
+        positions: &mut [(usize, f32)],
     ) => pool_row
 }
 
 /// Pools pooled row `ph` from the convolution rows in `scratch` (row `kh` of the window at
-/// `kh * out_w * F`), recording each winner's window offset.
+/// `kh * out_w * F`), recording each winner's window offset. Each window starts from its first
+/// position and compares every position with the best so far (the first with itself too, which
+/// never wins: a NaN wins only from the first position).
 #[inline(always)]
 fn pool_row<const FMA: bool>(
     windows: &Windows,
@@ -203,10 +280,12 @@ fn pool_row<const FMA: bool>(
     filters: usize,
     ph: usize,
     (out, winners): (&mut [f32], &mut [u8]),
+    positions: &mut [(usize, f32)],
 ) {
-    for pw in 0..windows.out_w {
-        let Some((&(first, s0), rest)) = windows.of(ph, pw).split_first() else {
-            continue; // every window overlaps the input
+    for pw in 0..windows.out_w() {
+        // A flat list of the window's positions keeps the selects below vectorized.
+        let Some((&(first, s0), rest)) = windows.positions(ph, pw, positions).split_first() else {
+            continue; // the window lies on the padding only
         };
         let best = &mut out[pw * filters..(pw + 1) * filters];
         let won = &mut winners[pw * filters..(pw + 1) * filters];
@@ -267,6 +346,7 @@ pub fn conv2d_max_pool_backward_params(
     let op = "conv2d_max_pool_backward";
     Conv2dGeometry::check(op, dz, &pool.output_shape(filters))?;
     Conv2dGeometry::check(op, input, &conv.input_shape())?;
+    check_pool_of_conv(op, conv, pool, filters)?;
     if winners.len() != dz.len() {
         return Err(TensorError::InvalidArgument {
             op,
@@ -316,8 +396,9 @@ pub fn conv2d_max_pool_backward_params(
 simd::dispatch! {
     /// One image of [`conv2d_max_pool_backward_params`]: adds its kernel and bias sums to `sums`.
     /// `img` is the padded input image, `dz` and `winners` its pooled gradient and winners;
-    /// `scratch` holds `pool.k_h` convolution rows and scratch for the windows. Compiled for AVX2 where available (selects
-    /// and the FMA-dispatched kernel sums: the same bits as the portable build of those).
+    /// `scratch` holds `pool.k_h` convolution rows and the taps of the kernel sums. Compiled for
+    /// AVX2 where available (selects and the FMA-dispatched kernel sums: the same bits as the
+    /// portable build of those).
     fn image_sums(
         conv: &Conv2dGeometry,
         pool: (&Pool2dGeometry, &Windows),
@@ -336,7 +417,9 @@ simd::dispatch! {
 /// default), every convolution position under a window is written by exactly one window
 /// position, so the scatter assigns `0 + value` (the bits `+=` gives on a zeroed row, `-0`
 /// included) and the rows are zeroed once per image, for the positions no window covers, rather
-/// than once per pooled row (that zeroing was 3% of a CNN epoch).
+/// than once per pooled row (that zeroing was 3% of a CNN epoch). A scratch row whose window
+/// row lies on the padding keeps the values of an earlier pooled row, but such a row is neither
+/// written nor read (its kernel sums are skipped).
 #[inline(always)]
 fn image_sums_body<const FMA: bool>(
     conv: &Conv2dGeometry,
@@ -365,7 +448,7 @@ fn image_sums_body<const FMA: bool>(
                 &dr[pw * filters..(pw + 1) * filters],
                 &wr[pw * filters..(pw + 1) * filters],
             );
-            for &(at, q) in windows.of(ph, pw) {
+            windows.each(windows.rows[ph].clone(), pw, |at, q| {
                 let q = q.to_bits();
                 let values = d.iter().zip(w).map(|(&d, &w)| {
                     let hit = u32::from(u32::from(w) == q).wrapping_neg();
@@ -377,7 +460,7 @@ fn image_sums_body<const FMA: bool>(
                 } else {
                     row.iter_mut().zip(values).for_each(|(r, v)| *r += v);
                 }
-            }
+            });
         }
         for kh in 0..pool.k_h {
             if let Some(oh) = pool.input_row(ph, kh) {

@@ -201,6 +201,14 @@ fn fused_conv_pool_matches_the_separate_kernels() {
             ((2, 2), (3, 3), Padding::Valid),
             false,
         ),
+        // Disjoint along the rows but overlapping down the columns, with padding: window rows
+        // on the padding (their scratch rows neither written nor read).
+        (
+            [2, 10, 11, 3],
+            [2, 3, 3, 5],
+            ((3, 2), (1, 2), Padding::Same),
+            false,
+        ),
     ] {
         let x = Tensor::rand_uniform(&shape, -1.0, 1.0, &mut rng);
         let k = Tensor::rand_uniform(&kernel, -1.0, 1.0, &mut rng);
@@ -230,9 +238,12 @@ fn fused_conv_pool_matches_the_separate_kernels() {
             close(&out[3].to_vec(), &dk.to_vec(), 1e-5, &format!("dk {what}"));
             close(&out[4].to_vec(), &db.to_vec(), 1e-5, &format!("db {what}"));
         }
-        // Hostile winners are refused.
+        // Hostile winners are refused: all of them, or a single one at the end.
         let bad = vec![200u8; out[2].len()];
         assert!(conv2d_max_pool_backward_params(&x, &out[2], &bad, &conv, &pg).is_err());
+        let mut last_bad = vec![0u8; out[2].len()];
+        *last_bad.last_mut().unwrap() = (pool.0 * pool.1) as u8;
+        assert!(conv2d_max_pool_backward_params(&x, &out[2], &last_bad, &conv, &pg).is_err());
     }
     parallel::set_num_threads(0);
 }

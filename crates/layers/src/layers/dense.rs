@@ -286,9 +286,9 @@ impl Layer for Dense {
 
 /// Adds `bias` to every row of `y` (rows of `bias.len()`), then applies `act` row by row.
 ///
-/// On x86-64 CPUs with AVX2 the bias and ReLU pass runs 8 lanes wide (this crate is compiled for
-/// baseline x86-64, 4 lanes; the same additions and maxima, so the same bits): it is the
-/// epilogue of every convolution row and Dense output.
+/// On x86-64 CPUs with AVX2 this runs compiled for AVX2, 8 lanes wide where the loops vectorize
+/// (the crate itself is built for baseline x86-64, 4 lanes): the same operations in the same
+/// order, so the same bits. It is the epilogue of every convolution row and Dense output.
 pub(crate) fn bias_act_rows(y: &mut [f32], bias: Option<&[f32]>, act: Activation, width: usize) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
