@@ -517,9 +517,9 @@ impl<N: Network> Model<N> {
     /// Non-finite values: NaN or an infinity in `x`, `y` or the validation data is refused up
     /// front ([`ModelError::NonFinite`]); the tensors remember a clean scan until they are next
     /// written ([`Tensor::first_non_finite`]), so fitting the same data again does not read it
-    /// all again first. A loss that becomes NaN or infinite during training
-    /// (from finite data: a learning rate too large, an overflow) is not an error, as in Keras:
-    /// training goes on and the History records it. [`TerminateOnNaN`](crate::TerminateOnNaN)
+    /// all again first. A loss that becomes NaN or infinite during training (from finite data:
+    /// a learning rate too large, an overflow) is not an error, as in Keras: training goes on
+    /// and the History records it. [`TerminateOnNaN`](crate::TerminateOnNaN)
     /// stops at that batch with the last good weights (its step is skipped); an optimizer with
     /// dynamic loss scaling skips steps whose gradients are not finite. See
     /// `docs/reliability.md`.
@@ -1150,15 +1150,16 @@ fn check_batch_size(batch_size: usize) -> Result<()> {
 /// Checks that every value of `t` is finite, naming the first sample that is not
 /// ([`Tensor::first_non_finite`]: a scan on the threads, remembered by `t` until it changes).
 fn check_finite(op: &'static str, what: &str, t: &Tensor) -> Result<()> {
-    match t.first_non_finite() {
-        None => Ok(()),
-        Some((i, value)) => Err(ModelError::NonFinite {
-            op,
-            what: what.to_string(),
-            sample: i / (t.len() / t.shape().first().copied().unwrap_or(1).max(1)).max(1),
-            value,
-        }),
-    }
+    let Some((i, value)) = t.first_non_finite() else {
+        return Ok(());
+    };
+    let samples = t.shape().first().copied().unwrap_or(1).max(1);
+    Err(ModelError::NonFinite {
+        op,
+        what: what.to_string(),
+        sample: i / (t.len() / samples).max(1),
+        value,
+    })
 }
 
 /// Checks that `x` and `y` hold the same, positive number of samples.

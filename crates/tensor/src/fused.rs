@@ -155,11 +155,11 @@ pub fn conv2d_max_pool_with(
 /// a check of each position against the input, took a fifth of the pooling's time). Stored as
 /// rows and columns and one row of windows, `out_h + out_w k_w + out_w k_h k_w` values (one
 /// entry per position of every window would take `out_h out_w k_h k_w`: hundreds of megabytes
-/// for a large pool of stride 1 over a large image): pooled row `ph` covers the window rows `kh` in `rows[ph]` that lie inside the input, pooled
-/// column `pw` the columns `cols[starts[pw]..starts[pw + 1]]` that do, each as `(ow F, kw)`. A
-/// window's positions are every such row with every such column, in window order; each is at
-/// `kh in_w F + ow F` in the pooling scratch (row `kh` at `kh in_w F`), with the window offset
-/// `kh k_w + kw`.
+/// for a large pool of stride 1 over a large image): pooled row `ph` covers the window rows
+/// `kh` in `rows[ph]` that lie inside the input, pooled column `pw` the columns
+/// `cols[starts[pw]..starts[pw + 1]]` that do, each as `(ow F, kw)`. A window's positions are
+/// every such row with every such column, in window order; each is at `kh in_w F + ow F` in the
+/// pooling scratch (row `kh` at `kh in_w F`), with the window offset `kh k_w + kw`.
 struct Windows {
     k_h: usize,
     k_w: usize,

@@ -46,9 +46,9 @@ impl PartialEq for Tensor {
 /// [`Tensor::view_mut`] (which a product's output goes through) and `take_data`), which clear
 /// it, while a clone that shares the buffer is copied before it is written (copy on write) and
 /// keeps its own memo. `data` is visible to this crate: code here that writes it must go through
-/// those methods (the only writes today). Atomic so that
-/// a tensor shared between threads can be scanned from any of them; any ordering will do, since
-/// the elements it describes cannot change while it is shared.
+/// those methods (the only writes today). Atomic so that a tensor shared between threads can be
+/// scanned from any of them; any ordering will do, since the elements it describes cannot change
+/// while it is shared.
 #[derive(Debug, Default)]
 pub(crate) struct FiniteMemo(AtomicBool);
 
