@@ -1,10 +1,11 @@
-"""Fits the rational gate activations of gradus' fused LSTM cell
-(crates/layers/src/layers/lstm/act.rs) and prints their f32 coefficients.
+"""Fits the rational tanh of gradus' fused LSTM cell (crates/layers/src/layers/lstm/act.rs) and
+prints its f32 coefficients:
 
-    tanh(x)           ~ x P(x^2) / Q(x^2)   on [0, 9]
-    sigmoid(x) - 1/2  ~ x P(x^2) / Q(x^2)   on [0, 18]
+    tanh(x) ~ x P(x^2) / Q(x^2)   on [0, 9]
 
-P and Q have degree 4 in x^2 and Q(0) = 1. The fit minimizes the relative error of f(x) / x by
+P and Q have degree 4 in x^2 and Q(0) = 1. The cell's sigmoid is 1/2 + tanh(x/2)/2 with the same
+function, its coefficients scaled by powers of two in act.rs (fitting sigmoid(x) - 1/2 on
+[0, 18] gives those same values). The fit minimizes the relative error of f(x) / x by
 linearized least squares (P - f Q = 0, weighted by 1 / (f Q_previous)), with the weights
 raised where the error is largest (Lawson's iteration), which approaches the minimax fit.
 Needs numpy and mpmath; for reproducing the constants only (gradus builds without Python).
@@ -47,7 +48,7 @@ def fit(kind, X, p=4, q=4, iters=300):
     return m, a / scale, b / scale[: q + 1]
 
 
-for kind, X in [("tanh", 9.0), ("sigmoid", 18.0)]:
+for kind, X in [("tanh", 9.0)]:
     m, a, b = fit(kind, X)
     f32 = lambda v: repr(float(np.float32(v)))
     print(f"{kind}: max relative error of f(x)/x in exact arithmetic {m:.2e}")

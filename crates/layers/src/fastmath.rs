@@ -1,5 +1,7 @@
 //! Branch-free `f32` exponential, logistic and hyperbolic tangent that the compiler can
-//! vectorize, for the fused kernels' inner loops (the scalar libm calls dominated the LSTM).
+//! vectorize, for the activation layers' passes (`Activation::Sigmoid`, `Tanh`, `Softmax`).
+//! The LSTM cell has its own, shorter-latency rational `sigmoid` and `tanh`
+//! (`layers::lstm::act`), which give up these ones' relative accuracy on tiny sigmoid results.
 //!
 //! All three come from one range reduction, Cephes' `expf` scheme: `x = n ln 2 + r` with
 //! `n = round(x / ln 2)` and `|r| <= ln 2 / 2`, then `e^r - 1 = r + r^2 P(r)` with Cephes'
@@ -40,8 +42,9 @@ pub(crate) const EXP_POLY: [f32; 6] = [
 ];
 
 /// How the formulas round `a b + c`: once (a fused multiply-add, one instruction where the
-/// caller is compiled for a CPU that has FMA) or twice. The fused LSTM kernels pass theirs, so
-/// that their scalar and 8-lane activations give the same bits.
+/// caller is compiled for a CPU that has FMA) or twice. The activation layers here use
+/// [`Separate`]; the LSTM cell's kernels pass theirs to its rational activations, so that their
+/// scalar and 8-lane versions give the same bits.
 pub(crate) trait MulAdd: Copy {
     /// `a b + c`.
     fn madd(self, a: f32, b: f32, c: f32) -> f32;
