@@ -675,6 +675,8 @@ struct GradRow<'a> {
     dy: &'a [f32],
     dc: &'a mut [f32],
     dz: &'a mut [f32],
+    /// `db`, to which the row's `dz` is added.
+    db: &'a mut [f32],
 }
 
 impl GradRow<'_> {
@@ -719,6 +721,12 @@ impl GradRow<'_> {
         self.dc[j..j + N].copy_from_slice(&dc);
         for (q, dzq) in dz.iter().enumerate() {
             self.dz[q * u + j..q * u + j + N].copy_from_slice(dzq);
+            let db: &mut [f32; N] = (&mut self.db[q * u + j..q * u + j + N])
+                .try_into()
+                .expect("N values");
+            for (s, v) in db.iter_mut().zip(dzq) {
+                *s += v;
+            }
         }
     }
 }
@@ -754,9 +762,9 @@ struct Grads {
 
 /// Backward through time, per step from the last: per block of [`MR`] batch rows the tiles of
 /// `dh = dz_{t+1} U^T` (plus the upstream `dy_t`), then the fused pass that gives the
-/// pre-activation gradients `dz_t` from the saved gates and cell states; then, while `dz_t` is
-/// in cache, `dW += x_t^T dz_t`, `dU += h_{t-1}^T dz_t`, `db += sum_n dz_t` and
-/// `dx_t = dz_t W^T`. `S` is the gate activation, `A` the cell activation.
+/// pre-activation gradients `dz_t` from the saved gates and cell states and adds each row to
+/// `db` (rows in order, as a separate sum over the rows would); then, while `dz_t` is in cache,
+/// `dW += x_t^T dz_t`, `dU += h_{t-1}^T dz_t` and `dx_t = dz_t W^T`. `S` is the gate activation, `A` the cell activation.
 ///
 /// Kernels as [`forward`].
 fn backward<S: Act, A: Act>(op: Backward<'_>) -> Grads {
@@ -885,6 +893,7 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
                     dy: dyn_,
                     dc: &mut dc[n * u..(n + 1) * u],
                     dz: &mut dz[n * ldz..n * ldz + g4],
+                    db: &mut db,
                 }
                 .run::<K, S, A>(kern);
             }
@@ -908,9 +917,6 @@ fn backward_body<K: Kernel, S: Act, A: Act>(kern: K, op: Backward<'_>) -> Grads 
                 cs: u,
             };
             accumulate(kern, (u, bsz, g4), hp, (&dz, ldz), &mut du);
-        }
-        for row in dz.chunks_exact(ldz) {
-            db.iter_mut().zip(row).for_each(|(s, v)| *s += v);
         }
         if let (Some(dx), Some(wt)) = (dx.as_mut(), wt) {
             for (r0, nr) in row_tiles(bsz) {
