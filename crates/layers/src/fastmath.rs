@@ -41,84 +41,45 @@ pub(crate) const EXP_POLY: [f32; 6] = [
     0.5,
 ];
 
-/// How the formulas round `a b + c`: once (a fused multiply-add, one instruction where the
-/// caller is compiled for a CPU that has FMA) or twice. The activation layers here use
-/// [`Separate`]; the LSTM cell's kernels pass theirs to its rational activations, so that their
-/// scalar and 8-lane versions give the same bits.
-pub(crate) trait MulAdd: Copy {
-    /// `a b + c`.
-    fn madd(self, a: f32, b: f32, c: f32) -> f32;
-}
-
-/// `a b + c` as a multiplication and then an addition, rounded twice: what plain code does.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Separate;
-
-impl MulAdd for Separate {
-    #[inline(always)]
-    fn madd(self, a: f32, b: f32, c: f32) -> f32 {
-        a * b + c
-    }
-}
-
 /// `(2^n, e^r - 1)` for `x` clamped to [`EXP_RANGE`], `x = n ln 2 + r` (see the module docs).
 #[inline(always)]
-fn reduce(m: impl MulAdd, x: f32) -> (f32, f32) {
+fn reduce(x: f32) -> (f32, f32) {
     let x = x.clamp(EXP_RANGE.0, EXP_RANGE.1);
-    let t = m.madd(x, std::f32::consts::LOG2_E, ROUNDER);
+    let t = x * std::f32::consts::LOG2_E + ROUNDER;
     let n = t - ROUNDER;
     // r = x - n ln 2, with ln 2 split in two so that n * hi is exact.
-    let r = m.madd(n, LN2_LO, m.madd(-n, LN2_HI, x));
+    let r = n * LN2_LO + (-n * LN2_HI + x);
     let r2 = r * r;
     let [c0, c1, c2, c3, c4, c5] = EXP_POLY;
-    let hi = m.madd(m.madd(c0, r, c1), r2, m.madd(c2, r, c3));
-    let p = m.madd(hi, r2, m.madd(c4, r, c5));
+    let hi = (c0 * r + c1) * r2 + (c2 * r + c3);
+    let p = hi * r2 + (c4 * r + c5);
     // t = 2^23 + (2^22 + n) exactly, so its mantissa bits hold 2^22 + n: read n from them with
     // integer operations (a float-to-int cast saturates lane by lane and does not vectorize).
     let n_int = t.to_bits() as i32 - 0x4B40_0000;
     let scale = f32::from_bits(((n_int + 127) as u32) << 23);
-    (scale, m.madd(p, r2, r))
+    (scale, p * r2 + r)
 }
 
-/// `e^x` with `m`'s multiply-add, for `x` clamped to [`EXP_RANGE`] (the range whose result is
-/// a normal `f32`).
-#[inline(always)]
-pub(crate) fn exp_with(m: impl MulAdd, x: f32) -> f32 {
-    let (scale, em1) = reduce(m, x);
-    m.madd(scale, em1, scale)
-}
-
-/// The logistic function `1 / (1 + e^-x)` with `m`'s multiply-add.
-#[inline(always)]
-pub(crate) fn sigmoid_with(m: impl MulAdd, x: f32) -> f32 {
-    1.0 / (1.0 + exp_with(m, -x))
-}
-
-/// The hyperbolic tangent with `m`'s multiply-add: `-(e^y - 1) / (2 + (e^y - 1))` with
-/// `y = -2 |x|` and the sign of `x`.
-#[inline(always)]
-pub(crate) fn tanh_with(m: impl MulAdd, x: f32) -> f32 {
-    let (scale, q) = reduce(m, -2.0 * x.abs());
-    let em1 = m.madd(scale, q, scale - 1.0);
-    (-em1 / (2.0 + em1)).copysign(x)
-}
-
-/// [`exp_with`] rounding separately.
+/// `e^x`, for `x` clamped to [`EXP_RANGE`] (the range whose result is a normal `f32`).
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
-    exp_with(Separate, x)
+    let (scale, em1) = reduce(x);
+    scale * em1 + scale
 }
 
-/// [`sigmoid_with`] rounding separately.
+/// The logistic function `1 / (1 + e^-x)`.
 #[inline(always)]
 pub(crate) fn sigmoid(x: f32) -> f32 {
-    sigmoid_with(Separate, x)
+    1.0 / (1.0 + exp(-x))
 }
 
-/// [`tanh_with`] rounding separately.
+/// The hyperbolic tangent: `-(e^y - 1) / (2 + (e^y - 1))` with `y = -2 |x|` and the sign of
+/// `x`.
 #[inline(always)]
 pub(crate) fn tanh(x: f32) -> f32 {
-    tanh_with(Separate, x)
+    let (scale, q) = reduce(-2.0 * x.abs());
+    let em1 = scale * q + (scale - 1.0);
+    (-em1 / (2.0 + em1)).copysign(x)
 }
 
 #[cfg(test)]

@@ -764,7 +764,8 @@ struct Grads {
 /// `dh = dz_{t+1} U^T` (plus the upstream `dy_t`), then the fused pass that gives the
 /// pre-activation gradients `dz_t` from the saved gates and cell states and adds each row to
 /// `db` (rows in order, as a separate sum over the rows would); then, while `dz_t` is in cache,
-/// `dW += x_t^T dz_t`, `dU += h_{t-1}^T dz_t` and `dx_t = dz_t W^T`. `S` is the gate activation, `A` the cell activation.
+/// `dW += x_t^T dz_t`, `dU += h_{t-1}^T dz_t` and `dx_t = dz_t W^T`. `S` is the gate
+/// activation, `A` the cell activation.
 ///
 /// Kernels as [`forward`].
 fn backward<S: Act, A: Act>(op: Backward<'_>) -> Grads {

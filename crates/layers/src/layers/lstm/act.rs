@@ -30,7 +30,7 @@
 //! `tanh`'s coefficients come from `docs/tools/fit_activations.py` (a linearized least-squares
 //! fit iterated towards the minimax one), rounded to `f32`.
 
-use crate::fastmath::MulAdd;
+use super::kernel::MulAdd;
 
 /// `tanh(x) = x TANH_P(x^2) / TANH_Q(x^2)`: coefficients of `x^0, x^2, .., x^8` (lowest first).
 const TANH_P: [f32; 5] = [
@@ -166,6 +166,7 @@ pub(super) mod avx {
 mod tests {
     use super::super::kernel::{Kernel, Portable};
     use super::*;
+
     fn grid() -> impl Iterator<Item = f32> {
         (-200_000..=200_000).map(|i| i as f32 * 1e-4)
     }

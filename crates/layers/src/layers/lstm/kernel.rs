@@ -12,7 +12,6 @@
 //! deterministic: the same inputs give bit-identical outputs.
 
 use super::act;
-use crate::fastmath::{MulAdd, Separate};
 
 /// Rows of one tile.
 pub(super) const MR: usize = 6;
@@ -146,6 +145,14 @@ fn check(rows: usize, parts: &[Part<'_>], init: Init<'_>, out: &Out<'_>) {
     }
 }
 
+/// How the kernels round `a b + c`: once (a fused multiply-add, one instruction where the
+/// caller is compiled for a CPU that has FMA) or twice. The activations take the kernel's, so
+/// that their scalar and 8-lane versions give the same bits.
+pub(super) trait MulAdd: Copy {
+    /// `a b + c`.
+    fn madd(self, a: f32, b: f32, c: f32) -> f32;
+}
+
 /// A micro-kernel: `out[r][l] = init[r][l] + sum over parts of sum_{p < k} A[r, p] B[p, l]` for
 /// `r < rows`, `l < out.width`, summed in the order of the parts and of `p`.
 pub(super) trait Kernel: MulAdd {
@@ -177,7 +184,7 @@ pub(super) struct Portable;
 impl MulAdd for Portable {
     #[inline(always)]
     fn madd(self, a: f32, b: f32, c: f32) -> f32 {
-        Separate.madd(a, b, c)
+        a * b + c
     }
 }
 
