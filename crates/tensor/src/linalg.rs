@@ -1,5 +1,6 @@
 //! Matrix products through [`matrixmultiply::sgemm`], or on x86-64 CPUs with AVX2 and FMA
-//! through this crate's own kernel (`avx2`, the same sums with vectorized packing); both take
+//! through this crate's own kernel (`avx2`: vectorized packing, and the same sums as
+//! `matrixmultiply` up to 256 values of the inner index, more evenly blocked beyond); both take
 //! arbitrary strides: transposed and sliced views are multiplied in place, without copies.
 
 use ndarray::{ArrayViewD, IxDyn};
@@ -27,7 +28,9 @@ unsafe impl Send for MatPtr {}
 // SAFETY: as for `Send`: shared `MatPtr`s are only read through.
 unsafe impl Sync for MatPtr {}
 
-/// The output of a product split over threads: each piece writes its own rows (or columns).
+/// The output of a product split over threads: each piece writes its own rows or columns of C,
+/// or (split over the inner index) its own blocks' part of a buffer of sums, then its own rows
+/// of C.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
 impl OutPtr {
@@ -36,7 +39,8 @@ impl OutPtr {
         self.0
     }
 }
-// SAFETY: the pieces of one product write disjoint sets of elements (see `sgemm`).
+// SAFETY: the pieces of one product write disjoint sets of elements (see `sgemm` and
+// `split_inner`).
 unsafe impl Send for OutPtr {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for OutPtr {}
@@ -49,10 +53,21 @@ const PARALLEL_MIN_MACS: usize = 1 << 20;
 
 /// `C <- alpha A B + beta C` for an `m x k` A, `k x n` B and `m x n` C.
 ///
-/// With several [threads](crate::parallel) and enough work, the longer of the `m` rows and `n`
-/// columns of C is cut into blocks (multiples of 8, the kernel's register tile) computed by
-/// separate calls to `matrixmultiply::sgemm`: each element's dot product then runs the same
-/// sequence of operations as with one call, so the result does not depend on the thread count.
+/// With several [threads](crate::parallel) and enough work, the product is cut in one of two
+/// ways, neither of which changes a bit of the result:
+/// - **over the rows or columns of C**, the longer of the two, in blocks (multiples of 8, the
+///   kernel's register tile) computed by separate kernel calls: each element's dot product then
+///   runs the same sequence of operations as with one call;
+/// - **over the inner index**, for a C that is small next to it (`k >= 4 max(m, n)`, as the
+///   `[128, 784] @ [784, 128]` forward product of a Dense layer) on the AVX2 kernel, whose
+///   sums run in blocks of the inner index ([`avx2::block_depth`]): each thread takes a run of
+///   whole blocks, the first one writing C and the others each block's sums to a buffer of
+///   their own, which are then added to C in block order, the additions the one-call kernel
+///   makes (see [`split_inner`]). Each thread then reads only its rows of B, and packs only
+///   its part of both operands, where a split over the rows of C would have every thread pack
+///   all of B: a Dense kernel's rows stay with the thread that updates them in the optimizer
+///   step (whose pieces are contiguous rows too), instead of moving between the cores' caches
+///   at every step.
 ///
 /// # Safety
 /// Every element `a.ptr + i*a.rs + p*a.cs` (`i < m`, `p < k`) must be readable, likewise for B,
@@ -69,13 +84,21 @@ unsafe fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
+    let big = m * n * k >= PARALLEL_MIN_MACS;
+    #[cfg(target_arch = "x86_64")]
+    let depth = avx2::block_depth(k);
+    #[cfg(target_arch = "x86_64")]
+    if big && avx2::available() && alpha == 1.0 && beta == 0.0 && k >= 4 * m.max(n) {
+        let pieces = parallel::pieces(k.div_ceil(depth), 1);
+        if pieces > 1 {
+            // SAFETY: per this function's contract.
+            unsafe { split_inner((m, k, n), depth, pieces, a, b, OutPtr(c), (rsc, csc)) };
+            return;
+        }
+    }
     let by_rows = m >= n;
     let len = if by_rows { m } else { n };
-    let pieces = if m * n * k >= PARALLEL_MIN_MACS {
-        parallel::pieces(len, 16)
-    } else {
-        1
-    };
+    let pieces = if big { parallel::pieces(len, 16) } else { 1 };
     let per = len.div_ceil(pieces).next_multiple_of(8);
     let out = OutPtr(c);
     let block = |i: usize| {
@@ -99,7 +122,7 @@ unsafe fn sgemm(
             // beta.
             #[cfg(target_arch = "x86_64")]
             if avx2::available() {
-                avx2::sgemm((mm, k, nn), alpha, a, b, beta, c, (rsc, csc));
+                avx2::sgemm(((mm, k, nn), depth), alpha, a, b, beta, c, (rsc, csc));
                 return;
             }
             matrixmultiply::sgemm(
@@ -108,6 +131,90 @@ unsafe fn sgemm(
         }
     };
     parallel::run(len.div_ceil(per), block);
+}
+
+/// `C <- A B` split over the inner index: `pieces` runs of whole blocks of `depth` values
+/// (the blocks of the one-call kernel), as even as whole blocks allow. The first run is an
+/// ordinary kernel call into C (its blocks added in order, the first one written); every
+/// block of the later runs is a kernel call of one block with `alpha = 1, beta = 0` into a
+/// buffer of its own, which stores the block's sums `acc` exactly; then C's rows, split over
+/// the threads, get `c <- c + acc` for those blocks in order: the `fma(1, acc, c)` that the
+/// one-call kernel computes for them. The same bits as one call, for any number of pieces.
+///
+/// # Safety
+/// As for [`sgemm`]; the AVX2 kernel must be [available](avx2::available), and
+/// `depth == avx2::block_depth(k)`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn split_inner(
+    (m, k, n): (usize, usize, usize),
+    depth: usize,
+    pieces: usize,
+    a: MatPtr,
+    b: MatPtr,
+    c: OutPtr,
+    (rsc, csc): (isize, isize),
+) {
+    let blocks = k.div_ceil(depth);
+    let first_block = |piece: usize| piece * blocks / pieces;
+    // The blocks after the first run, each with an m x n buffer (row-major) of its sums.
+    let later = first_block(1);
+    let mut sums = take((blocks - later) * m * n);
+    let out = OutPtr(sums.as_mut_ptr());
+    parallel::run(pieces, |piece| {
+        // The whole `Send` wrappers (a closure would capture just their pointer fields).
+        let (a, b) = (a, b);
+        let (lo, hi) = (first_block(piece), first_block(piece + 1));
+        for block in if piece == 0 { 0..1 } else { lo..hi } {
+            let p0 = block * depth;
+            // The first run is one call over its blocks; a later block is a call of its own.
+            let kb = if piece == 0 {
+                (hi * depth).min(k)
+            } else {
+                depth.min(k - p0)
+            };
+            // SAFETY: `p0 < k`, so the offsets stay inside A's columns and B's rows; the first
+            // run writes C, each later block its own buffer of m x n values, inside `sums`.
+            unsafe {
+                let a = MatPtr {
+                    ptr: a.ptr.offset(p0 as isize * a.cs),
+                    ..a
+                };
+                let b = MatPtr {
+                    ptr: b.ptr.offset(p0 as isize * b.rs),
+                    ..b
+                };
+                let (dst, strides) = if piece == 0 {
+                    (c.get(), (rsc, csc))
+                } else {
+                    (out.get().add((block - later) * m * n), (n as isize, 1))
+                };
+                avx2::sgemm(((m, kb, n), depth), 1.0, a, b, 0.0, dst, strides);
+            }
+        }
+    });
+    let all = &sums;
+    let rows_per = m.div_ceil(parallel::pieces(m, 8));
+    parallel::run(m.div_ceil(rows_per), |piece| {
+        for i in piece * rows_per..m.min((piece + 1) * rows_per) {
+            for block in all.chunks_exact(m * n) {
+                let acc = &block[i * n..(i + 1) * n];
+                // SAFETY: row `i` of C is written by this piece only (the pieces own disjoint
+                // rows), and its n elements are elements of C.
+                unsafe {
+                    let row = c.get().offset(i as isize * rsc);
+                    if csc == 1 {
+                        let row = std::slice::from_raw_parts_mut(row, n);
+                        row.iter_mut().zip(acc).for_each(|(c, &s)| *c += s);
+                    } else {
+                        for (j, &s) in acc.iter().enumerate() {
+                            *row.offset(j as isize * csc) += s;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    crate::buffer::give(sums);
 }
 
 fn matmul_error(a: &Tensor, b: &Tensor, reason: String) -> TensorError {
@@ -128,8 +235,15 @@ impl Tensor {
     /// operand a column vector, whose added axis is removed from the result. Zero-length axes
     /// give empty or zero results.
     ///
-    /// Every product goes through `matrixmultiply::sgemm` with the operands' strides, so
-    /// [`transpose`](Tensor::transpose) / [`permute`](Tensor::permute) / slice views are not copied.
+    /// Every product runs on the operands' strides, so [`transpose`](Tensor::transpose) /
+    /// [`permute`](Tensor::permute) / slice views are not copied: on x86-64 CPUs with AVX2 and
+    /// FMA through this crate's kernel, elsewhere through `matrixmultiply::sgemm`. On the AVX2
+    /// kernel each element is a chain of `fma` over blocks of the inner index, the blocks added
+    /// in order: one block up to 256 values; beyond, the fewest blocks of at most 256, as even as
+    /// multiples of 4 allow (`784 = 4 x 196`; `matrixmultiply` cuts at every 256). With several
+    /// [threads](crate::parallel) a large product is split over its rows or columns, or, when
+    /// the output is small next to the inner length, over whole blocks of the inner index: the
+    /// bits are the same for any thread count.
     ///
     /// ```
     /// use gradus_tensor::Tensor;
@@ -231,7 +345,8 @@ impl Tensor {
     }
 }
 
-/// For each batch index, `out[batch] = a[batch] @ b[batch]` (`out` contiguous, zeroed).
+/// For each batch index, `out[batch] = a[batch] @ b[batch]` (`out` contiguous; its contents are
+/// overwritten, or left as they are when `k == 0`, where the caller passes zeros).
 fn batched_gemm(
     a: &ArrayViewD<'_, f32>,
     b: &ArrayViewD<'_, f32>,
@@ -438,25 +553,93 @@ mod tests {
         (ours, theirs)
     }
 
+    /// A, B and C, row-major.
+    #[cfg(target_arch = "x86_64")]
+    type Operands = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+    /// This module's `sgemm` on random A, B and C in the given layouts: C after the call (in
+    /// its layout), and A, B and C before it, row-major.
+    #[cfg(target_arch = "x86_64")]
+    fn our_kernel(
+        (m, k, n): (usize, usize, usize),
+        (alpha, beta): (f32, f32),
+        (ra, rb, rc): (bool, bool, bool),
+        rng: &mut Rng,
+    ) -> (Vec<f32>, Operands) {
+        let a = Tensor::rand_uniform(&[m, k], -1.0, 1.0, rng);
+        let b = Tensor::rand_uniform(&[k, n], -1.0, 1.0, rng);
+        let c = Tensor::rand_uniform(&[m, n], -1.0, 1.0, rng);
+        // A column-major matrix: the transpose of a row-major one, viewed back.
+        let laid = |t: &Tensor, row_major: bool| {
+            if row_major {
+                t.clone()
+            } else {
+                t.transpose().unwrap().to_contiguous().transpose().unwrap()
+            }
+        };
+        let mut out = laid(&c, rc);
+        gemm(alpha, &laid(&a, ra), &laid(&b, rb), beta, &mut out).unwrap();
+        let out = if rc {
+            out.to_vec()
+        } else {
+            out.transpose().unwrap().to_vec()
+        };
+        (out, (a.to_vec(), b.to_vec(), c.to_vec()))
+    }
+
+    /// The sums the module documents for `C <- alpha A B + beta C` (A, B and C row-major), one
+    /// element at a time: on CPUs with AVX2 and FMA, `fma` chains over the blocks of
+    /// `avx2::block_depth(k)`, each block's sums added to C in order.
+    #[cfg(target_arch = "x86_64")]
+    fn documented_sums(
+        (m, k, n): (usize, usize, usize),
+        (alpha, beta): (f32, f32),
+        (a, b): (&[f32], &[f32]),
+        c: &mut [f32],
+    ) {
+        let depth = avx2::block_depth(k);
+        for i in 0..m {
+            for j in 0..n {
+                let c = &mut c[i * n + j];
+                if k == 0 {
+                    *c = if beta == 0.0 { 0.0 } else { *c * beta };
+                }
+                for p0 in (0..k).step_by(depth) {
+                    let mut acc = 0.0f32;
+                    for p in p0..k.min(p0 + depth) {
+                        acc = a[i * k + p].mul_add(b[p * n + j], acc);
+                    }
+                    *c = match (p0, beta) {
+                        (0, 0.0) => alpha * acc,
+                        (0, beta) => alpha.mul_add(acc, *c * beta),
+                        _ => alpha.mul_add(acc, *c),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Shapes over one and several blocks of the inner index, wide, tall and narrow.
+    const SHAPES: [(usize, usize, usize); 11] = [
+        (1, 1, 1),
+        (5, 3, 7),
+        (16, 8, 6),
+        (17, 9, 13),
+        (40, 300, 23),
+        (33, 520, 70),
+        (130, 20, 9),
+        (7, 1030, 130),
+        (1100, 3, 5),
+        // A narrow C over several blocks of the inner index: the lanes run down its
+        // columns, and the later blocks add to what the first wrote.
+        (64, 520, 10),
+        (130, 300, 5),
+    ];
+
     #[test]
-    fn same_bits_as_matrixmultiply_in_every_layout() {
+    fn same_bits_as_matrixmultiply_over_one_block_in_every_layout() {
         let mut rng = Rng::seed_from_u64(7);
-        let shapes = [
-            (1, 1, 1),
-            (5, 3, 7),
-            (16, 8, 6),
-            (17, 9, 13),
-            (40, 300, 23),
-            (33, 520, 70),
-            (130, 20, 9),
-            (7, 1030, 130),
-            (1100, 3, 5),
-            // A narrow C over several blocks of the inner index: the lanes run down its
-            // columns, and the later blocks add to what the first wrote.
-            (64, 520, 10),
-            (130, 300, 5),
-        ];
-        for &shape in &shapes {
+        for &shape in SHAPES.iter().filter(|s| s.1 <= 256) {
             for layout in 0..8 {
                 let layouts = (layout & 1 == 0, layout & 2 == 0, layout & 4 == 0);
                 for beta in [0.0, 1.0, 0.5] {
@@ -471,17 +654,147 @@ mod tests {
         }
     }
 
-    /// A narrow C with contiguous rows (its tiles are turned and stored with masks), over one
-    /// and two blocks of the inner index: small enough for Miri.
+    #[cfg(target_arch = "x86_64")]
     #[test]
-    fn narrow_products_same_bits_as_matrixmultiply() {
+    fn the_documented_sums_in_every_layout() {
+        if !avx2::available() {
+            return;
+        }
+        let mut rng = Rng::seed_from_u64(17);
+        for &(m, k, n) in &SHAPES {
+            for layout in 0..8 {
+                let layouts = (layout & 1 == 0, layout & 2 == 0, layout & 4 == 0);
+                for (alpha, beta) in [(1.0, 0.0), (1.0, 1.0), (1.0, 0.5), (-1.5, 0.25)] {
+                    let (ours, inputs) = our_kernel((m, k, n), (alpha, beta), layouts, &mut rng);
+                    let (a, b, mut want) = inputs;
+                    documented_sums((m, k, n), (alpha, beta), (&a, &b), &mut want);
+                    // `ours` is in C's layout; `want` row-major.
+                    for i in 0..m {
+                        for j in 0..n {
+                            let at = if layouts.2 { i * n + j } else { j * m + i };
+                            assert_eq!(
+                                ours[at].to_bits(),
+                                want[i * n + j].to_bits(),
+                                "{:?} layouts {layouts:?} alpha {alpha} beta {beta} at ({i}, {j})",
+                                (m, k, n)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The split over the inner index, called directly on shapes small enough for Miri (the
+    /// products that take it in use are above the threshold for splitting): every number of
+    /// pieces, on the calling thread and on the pool, gives the bits of one kernel call, into a
+    /// row- and a column-major C.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn inner_split_same_bits_as_one_call() {
+        if !avx2::available() {
+            return;
+        }
+        let _count = crate::parallel::tests::COUNT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut rng = Rng::seed_from_u64(21);
+        for &(m, k, n) in &[(3, 600, 5), (9, 1100, 2)] {
+            let a = Tensor::rand_uniform(&[m, k], -1.0, 1.0, &mut rng).to_vec();
+            let b = Tensor::rand_uniform(&[k, n], -1.0, 1.0, &mut rng).to_vec();
+            let (am, bm) = (
+                MatPtr {
+                    ptr: a.as_ptr(),
+                    rs: k as isize,
+                    cs: 1,
+                },
+                MatPtr {
+                    ptr: b.as_ptr(),
+                    rs: n as isize,
+                    cs: 1,
+                },
+            );
+            let depth = avx2::block_depth(k);
+            for strides in [(n as isize, 1), (1, m as isize)] {
+                let mut one = vec![f32::NAN; m * n];
+                // SAFETY: the buffers hold m x k, k x n and m x n values in these layouts.
+                unsafe {
+                    avx2::sgemm(
+                        ((m, k, n), depth),
+                        1.0,
+                        am,
+                        bm,
+                        0.0,
+                        one.as_mut_ptr(),
+                        strides,
+                    )
+                };
+                for threads in [1, 2, 3] {
+                    parallel::set_num_threads(threads);
+                    for pieces in 2..=k.div_ceil(depth) {
+                        let mut split = vec![f32::NAN; m * n];
+                        let c = OutPtr(split.as_mut_ptr());
+                        // SAFETY: as above; `depth` is the kernel's for k.
+                        unsafe { split_inner((m, k, n), depth, pieces, am, bm, c, strides) };
+                        let same = one
+                            .iter()
+                            .zip(&split)
+                            .all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(
+                            same,
+                            "{m}x{k}x{n} {strides:?}: {pieces} pieces, {threads} threads"
+                        );
+                    }
+                }
+            }
+        }
+        parallel::set_num_threads(0);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn block_depths_are_even_and_at_most_kc() {
+        for k in 1..3000 {
+            let depth = avx2::block_depth(k);
+            let blocks = k.div_ceil(depth);
+            assert!(depth <= 256, "k {k}: depth {depth}");
+            assert_eq!(blocks, k.div_ceil(256), "k {k}: the fewest blocks");
+            if k > 256 {
+                assert_eq!(depth % 4, 0, "k {k}");
+                // The last block is the shortest, by less than 4 per block.
+                let last = k - (blocks - 1) * depth;
+                assert!(
+                    last <= depth && depth - last < 4 * blocks,
+                    "k {k}: last {last}"
+                );
+            }
+        }
+        assert_eq!(avx2::block_depth(784), 196);
+    }
+
+    /// A narrow C with contiguous rows (its tiles are turned and stored with masks), over one
+    /// block of the inner index (as `matrixmultiply`) and two (the documented sums): small
+    /// enough for Miri.
+    #[test]
+    fn narrow_products_same_bits() {
         let mut rng = Rng::seed_from_u64(9);
-        for &shape in &[(20, 9, 3), (20, 300, 3)] {
-            for beta in [0.0, 0.5] {
-                let (ours, theirs) = both_kernels(shape, (1.0, beta), (true, true, true), &mut rng);
+        for beta in [0.0, 0.5] {
+            let (ours, theirs) =
+                both_kernels((20, 9, 3), (1.0, beta), (true, true, true), &mut rng);
+            let same = ours
+                .iter()
+                .zip(&theirs)
+                .all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "beta {beta}");
+            #[cfg(target_arch = "x86_64")]
+            if avx2::available() {
+                let shape = (20, 300, 3);
+                let layouts = (true, true, true);
+                let (ours, (a, b, mut want)) = our_kernel(shape, (1.0, beta), layouts, &mut rng);
+                documented_sums(shape, (1.0, beta), (&a, &b), &mut want);
                 let same = ours
                     .iter()
-                    .zip(&theirs)
+                    .zip(&want)
                     .all(|(x, y)| x.to_bits() == y.to_bits());
                 assert!(same, "{shape:?} beta {beta}");
             }

@@ -1,14 +1,16 @@
 //! The number of threads the kernels of gradus use, and the helpers that split work over them.
 //!
-//! Matrix products (split over output rows or columns), convolution windows, pooling and the
-//! large elementwise passes of the layers run on a pool of worker threads when
+//! Matrix products (split over output rows or columns, or over whole blocks of the inner index
+//! for a small output: see [`Tensor::matmul`](crate::Tensor::matmul)), convolution windows,
+//! pooling and the large elementwise passes of the layers run on a pool of worker threads when
 //! [`num_threads`] is above one. The count comes from, in order: the last [`set_num_threads`]
 //! call, the `GRADUS_NUM_THREADS` environment variable (read once, at the first kernel that asks),
 //! and the number of CPUs the process may use ([`std::thread::available_parallelism`]).
 //!
 //! **Results do not depend on the thread count**: work is split only where every output element
 //! is computed by the same sequence of operations whichever thread computes it (matrix rows or
-//! columns, images of a batch, disjoint windows), and reductions split into chunks whose bounds do
+//! columns, images of a batch, disjoint windows, a product's blocks of the inner index added in
+//! the kernel's order), and reductions split into chunks whose bounds do
 //! not depend on the thread count and are added in a fixed order. One thread and sixteen give
 //! bit-identical values.
 //!
@@ -531,11 +533,12 @@ pub fn map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// The tests that change the process-wide thread count run one at a time.
-    static COUNT: Mutex<()> = Mutex::new(());
+    /// The tests that change the process-wide thread count run one at a time (those of other
+    /// modules of this crate too).
+    pub(crate) static COUNT: Mutex<()> = Mutex::new(());
 
     #[test]
     fn pieces_run_once_each_across_threads_and_nested_regions_too() {

@@ -11,6 +11,13 @@ use gradus_tensor::{
     conv2d_backward_with, conv2d_with, im2col, max_pool2d, max_pool2d_backward, parallel,
 };
 
+/// The tests here set the process-wide thread count: one at a time.
+static THREADS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    THREADS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Fills this thread's pool with NaN buffers of the given lengths (and a few neighbours).
 fn poison_pool(lens: &[usize]) {
     buffer::clear();
@@ -73,22 +80,74 @@ fn close(got: &[f32], want: &[f32], tol: f32, what: &str) {
 
 #[test]
 fn matmul_splits_rows_and_columns_without_changing_bits() {
+    let _threads = one_at_a_time();
     let mut rng = Rng::seed_from_u64(7);
-    // Tall (split by rows), wide (split by columns), and a transposed operand.
-    // Above the threshold for splitting (2^26 multiply-adds), by rows and by columns.
+    // Above the threshold for splitting (2^20 multiply-adds) with a transposed operand: tall
+    // (split by rows), wide (split by columns), and a small C next to its inner length (split
+    // over whole blocks of the inner index on CPUs with AVX2 and FMA; see the next test).
     for (m, k, n) in [(523, 400, 331), (300, 483, 521), (128, 784, 128)] {
         let a = Tensor::rand_uniform(&[m, k], -1.0, 1.0, &mut rng);
         let b = Tensor::rand_uniform(&[n, k], -1.0, 1.0, &mut rng);
         let out = same_bits(&format!("matmul {m}x{k}x{n}"), || {
             vec![a.matmul_t(&b, false, true).unwrap()]
         });
-        let want = naive_matmul(&a, &b.transpose().unwrap().to_contiguous());
-        close(&out[0].to_vec(), &want, 1e-5, "matmul");
+        let b = b.transpose().unwrap().to_contiguous();
+        let (want, mags) = (naive_matmul(&a, &b), naive_matmul(&a.abs(), &b.abs()));
+        // The f32 sums cancel, so the bound is on the sum of the terms' magnitudes rather than
+        // on the result: a chain of at most 256 roundings per block of the inner index (the
+        // deepest block of either kernel), then one per block to add the blocks, bounds the
+        // error by `gamma(256 + blocks) sum |a_p b_p|` (Higham, blocked summation), and the
+        // reference's own rounding to f32 adds half an ulp.
+        let unit = f64::from(f32::EPSILON) / 2.0;
+        let steps = (k.min(256) + k.div_ceil(256)) as f64;
+        let gamma = steps * unit / (1.0 - steps * unit);
+        let got = out[0].to_vec();
+        for (i, ((g, w), mag)) in got.iter().zip(&want).zip(&mags).enumerate() {
+            let tol = (gamma * f64::from(*mag) + unit * f64::from(w.abs())) as f32;
+            assert!(
+                (g - w).abs() <= tol,
+                "matmul {m}x{k}x{n} [{i}]: {g} vs {w} (tol {tol})"
+            );
+        }
     }
 }
 
 #[test]
+fn matmul_splits_the_inner_index_without_changing_bits() {
+    let _threads = one_at_a_time();
+    let mut rng = Rng::seed_from_u64(11);
+    // A small C next to its inner length, above the threshold for splitting: on CPUs with AVX2
+    // and FMA, split over whole blocks of the inner index (four of 196 for 784, five of 208
+    // and one of 198 for 1030, 22 for 5408) into a row-major C through `matmul` and a
+    // column-major one through `gemm`, with a NaN-poisoned pool for the buffers of sums.
+    for (m, k, n) in [(128, 784, 128), (128, 1030, 10), (24, 5408, 10)] {
+        let a = Tensor::rand_uniform(&[m, k], -1.0, 1.0, &mut rng);
+        let b = Tensor::rand_uniform(&[k, n], -1.0, 1.0, &mut rng);
+        let bits = |t: &Tensor| t.to_vec().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let run = |threads: usize| {
+            let lens: Vec<usize> = (1..k.div_ceil(196)).map(|b| b * m * n).collect();
+            poison_pool(&lens);
+            parallel::set_num_threads(threads);
+            let c = a.matmul(&b).unwrap();
+            let mut ct = Tensor::zeros(&[n, m]).transpose().unwrap();
+            gradus_tensor::gemm(1.0, &a, &b, 0.0, &mut ct).unwrap();
+            (bits(&c), bits(&ct))
+        };
+        let one = run(1);
+        assert_eq!(
+            one.0, one.1,
+            "{m}x{k}x{n}: matmul vs gemm into a column-major C"
+        );
+        for threads in 2..=5 {
+            assert_eq!(run(threads), one, "{m}x{k}x{n}: {threads} threads vs 1");
+        }
+    }
+    parallel::set_num_threads(0);
+}
+
+#[test]
 fn conv_pool_and_unfolding_do_not_depend_on_threads() {
+    let _threads = one_at_a_time();
     let mut rng = Rng::seed_from_u64(11);
     for (shape, kernel, strides, padding) in [
         ([9, 28, 28, 1], [3, 3, 1, 32], (1, 1), Padding::Valid),
@@ -160,6 +219,7 @@ fn conv_pool_and_unfolding_do_not_depend_on_threads() {
 
 #[test]
 fn fused_conv_pool_matches_the_separate_kernels() {
+    let _threads = one_at_a_time();
     use gradus_tensor::{
         Conv2dGeometry, conv2d_backward_params, conv2d_max_pool_backward_params,
         conv2d_max_pool_with,

@@ -7,11 +7,13 @@
 //! keeps twelve 8-lane accumulators in flight.
 //!
 //! Arithmetic: every element of C is the chain `acc <- fma(a[i, p], b[p, j], acc)` over `p`
-//! ascending from `acc = 0` within each block of [`KC`] values of the inner index, then
-//! `c <- fma(alpha, acc, beta c)` for the first block (`alpha acc` when `beta == 0`, C not read)
-//! and `c <- fma(alpha, acc, c)` for the later ones. That is the sequence of `matrixmultiply`'s
-//! AVX2/FMA kernel (same block depth), and it does not depend on where the element falls in a
-//! tile, so any split of C over threads gives the same bits.
+//! ascending from `acc = 0` within each block of the inner index, then `c <- fma(alpha, acc,
+//! beta c)` for the first block (`alpha acc` when `beta == 0`, C not read) and `c <- fma(alpha,
+//! acc, c)` for the later ones. The blocks are those of [`block_depth`]: one block up to [`KC`]
+//! values (then this is the sequence of `matrixmultiply`'s AVX2/FMA kernel), else the fewest
+//! blocks of at most `KC` values, as even as multiples of 4 allow. The sequence does not depend
+//! on where the element falls in a tile, so any split of C over threads gives the same bits, and
+//! neither does a split over whole blocks whose accumulators are added to C in block order.
 
 use std::arch::x86_64::{
     __m256, _MM_HINT_T0, _mm_prefetch, _mm256_broadcast_ss, _mm256_cmpgt_epi32, _mm256_fmadd_ps,
@@ -27,7 +29,7 @@ use super::MatPtr;
 const MR: usize = 16;
 /// Columns of a micro-tile, each broadcast from the packed operand.
 const NR: usize = 6;
-/// Depth of one block of the inner index (as `matrixmultiply`, whose sums this reproduces).
+/// The deepest block of the inner index (`matrixmultiply`'s depth).
 const KC: usize = 256;
 /// Lane-side rows packed at once: `MC x KC` values (128 KiB) stay in the L2 cache.
 const MC: usize = 128;
@@ -72,15 +74,33 @@ pub(super) fn available() -> bool {
     crate::simd::has_avx2_fma()
 }
 
-/// `C <- alpha A B + beta C` for an `m x k` A, `k x n` B and `m x n` C (see the module docs
-/// for the exact arithmetic).
+/// The depth of the blocks of the inner index for a product whose inner length is `k`: `k`
+/// itself up to [`KC`]; beyond, the `k.div_ceil(KC)` blocks as even as multiples of 4 allow
+/// (the last one may be shorter), so that the blocks can be shared out evenly over threads:
+/// `784 = 4 x 196`, where blocks of `KC` would leave `256 + 256 + 256 + 16`.
+///
+/// ```text
+/// k      100   256   257         784         5408
+/// depth  100   256   132 (+125)  196 (x 4)   248 (x 21, +200)
+/// ```
+pub(super) fn block_depth(k: usize) -> usize {
+    if k <= KC {
+        k.max(1)
+    } else {
+        k.div_ceil(k.div_ceil(KC)).next_multiple_of(4)
+    }
+}
+
+/// `C <- alpha A B + beta C` for an `m x k` A, `k x n` B and `m x n` C, in blocks of `depth`
+/// values of the inner index (at most [`KC`]; see the module docs for the exact arithmetic):
+/// the first argument is the shape and the depth.
 ///
 /// # Safety
 /// The CPU must have AVX2 and FMA ([`available`]); the pointers and strides follow the contract
-/// of `linalg::sgemm`.
+/// of `linalg::sgemm`; `0 < depth <= KC`.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn sgemm(
-    (m, k, n): (usize, usize, usize),
+    ((m, k, n), depth): ((usize, usize, usize), usize),
     alpha: f32,
     a: MatPtr,
     b: MatPtr,
@@ -131,8 +151,9 @@ pub(super) unsafe fn sgemm(
     };
     let (mut lpack, mut qpack) = PACKS.take();
     let qbuf = qpack.get(KC * NR + SLACK);
-    for p0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - p0);
+    debug_assert!(0 < depth && depth <= KC, "block depth {depth}");
+    for p0 in (0..k).step_by(depth) {
+        let kc = depth.min(k - p0);
         let beta = (p0 == 0).then_some(beta);
         for r0 in (0..rows).step_by(MC) {
             let nr = MC.min(rows - r0);
