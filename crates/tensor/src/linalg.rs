@@ -160,35 +160,35 @@ unsafe fn split_inner(
     let later = first_block(1);
     let mut sums = take((blocks - later) * m * n);
     let out = OutPtr(sums.as_mut_ptr());
-    parallel::run(pieces, |piece| {
+    // `C' <- A[:, p0..p0 + kb] B[p0..p0 + kb, :]` (alpha 1, beta 0) in the product's blocks.
+    let call = |p0: usize, kb: usize, dst: *mut f32, strides: (isize, isize)| {
         // The whole `Send` wrappers (a closure would capture just their pointer fields).
         let (a, b) = (a, b);
-        let (lo, hi) = (first_block(piece), first_block(piece + 1));
-        for block in if piece == 0 { 0..1 } else { lo..hi } {
-            let p0 = block * depth;
-            // The first run is one call over its blocks; a later block is a call of its own.
-            let kb = if piece == 0 {
-                (hi * depth).min(k)
-            } else {
-                depth.min(k - p0)
+        // SAFETY: `p0 + kb <= k`, so the offsets stay inside A's columns and B's rows; `dst`
+        // is C, or a buffer of m x n values inside `sums` that no other call writes.
+        unsafe {
+            let a = MatPtr {
+                ptr: a.ptr.offset(p0 as isize * a.cs),
+                ..a
             };
-            // SAFETY: `p0 < k`, so the offsets stay inside A's columns and B's rows; the first
-            // run writes C, each later block its own buffer of m x n values, inside `sums`.
-            unsafe {
-                let a = MatPtr {
-                    ptr: a.ptr.offset(p0 as isize * a.cs),
-                    ..a
-                };
-                let b = MatPtr {
-                    ptr: b.ptr.offset(p0 as isize * b.rs),
-                    ..b
-                };
-                let (dst, strides) = if piece == 0 {
-                    (c.get(), (rsc, csc))
-                } else {
-                    (out.get().add((block - later) * m * n), (n as isize, 1))
-                };
-                avx2::sgemm(((m, kb, n), depth), 1.0, a, b, 0.0, dst, strides);
+            let b = MatPtr {
+                ptr: b.ptr.offset(p0 as isize * b.rs),
+                ..b
+            };
+            avx2::sgemm(((m, kb, n), depth), 1.0, a, b, 0.0, dst, strides);
+        }
+    };
+    parallel::run(pieces, |piece| {
+        let (lo, hi) = (first_block(piece), first_block(piece + 1));
+        if piece == 0 {
+            // The first run: one call over its blocks, into C (never the last block).
+            call(0, hi * depth, c.get(), (rsc, csc));
+        } else {
+            for block in lo..hi {
+                let p0 = block * depth;
+                // SAFETY: `block - later` indexes one of the `blocks - later` buffers.
+                let dst = unsafe { out.get().add((block - later) * m * n) };
+                call(p0, depth.min(k - p0), dst, (n as isize, 1));
             }
         }
     });
